@@ -1,0 +1,178 @@
+"""The config file: schema, lookup, ${ENV} expansion, key fallback and secret redaction."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from .errors import ConfigError, Problem, ValidationFailed
+from .modelconfig import ModelConfig
+from .schema_errors import problems_from_validation_error
+from .yamlsrc import load_yaml
+
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ProviderConfig(_Strict):
+    """One named endpoint. `type: openai` covers every OpenAI-compatible server."""
+
+    type: Literal["openai", "anthropic", "echo"] = "openai"
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    timeout_s: float = Field(120.0, gt=0, description="Seconds before one request times out.")
+    latency_s: float = Field(0.0, ge=0, description="echo only: simulated latency per call.")
+
+
+class WandbConfig(_Strict):
+    enabled: bool = False
+    project: str = "orchestrai"
+    entity: str | None = None
+    mode: Literal["online", "offline", "disabled"] | None = None
+
+
+class RetryConfig(_Strict):
+    """How often a failed provider call is retried (rate limits, 5xx, timeouts, dropped connections)."""
+
+    max_attempts: int = Field(3, ge=1)
+    base_delay_s: float = Field(1.0, ge=0)
+    max_delay_s: float = Field(30.0, ge=0)
+
+
+class Price(_Strict):
+    input: float = Field(ge=0, description="USD per 1M input tokens")
+    output: float = Field(ge=0, description="USD per 1M output tokens")
+
+
+class ConfigFile(_Strict):
+    """Everything config.yml may hold."""
+
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    default_model_config: ModelConfig = Field(default_factory=ModelConfig)
+    log_dir: str = "logs"
+    max_concurrency: int = Field(8, ge=1)
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
+    pipeline: str | None = None
+    pricing: dict[str, Price] = Field(default_factory=dict)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+
+@dataclass
+class Config:
+    """A loaded config: the validated file plus where it came from."""
+
+    file: ConfigFile
+    path: Path | None = None  # None when no config file was found (all defaults)
+    unset_env: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # dotted key -> (VAR, line)
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in the config are relative to its own folder (else the current directory)."""
+        return self.path.parent if self.path else Path.cwd()
+
+    @property
+    def log_dir(self) -> Path:
+        return (self.base_dir / self.file.log_dir).resolve()
+
+    def provider_names(self) -> set[str]:
+        return {"openai", "anthropic", "echo", *self.file.providers}
+
+    def provider(self, name: str) -> ProviderConfig:
+        """The settings for provider `name`, with built-in defaults for openai, anthropic and echo."""
+        if name in self.file.providers:
+            return self.file.providers[name]
+        if name in ("openai", "anthropic", "echo"):
+            return ProviderConfig(type=name)  # type: ignore[arg-type]
+        raise KeyError(name)
+
+    def api_key(self, name: str) -> str | None:
+        """The key for provider `name`: from config, else the standard environment variable.
+
+        Only the two built-in providers fall back to OPENAI_API_KEY / ANTHROPIC_API_KEY: sending an
+        OpenAI key to some other OpenAI-compatible server would leak it.
+        """
+        settings = self.provider(name)
+        if settings.api_key is not None:
+            return settings.api_key.get_secret_value()
+        env_name = DEFAULT_KEY_ENV.get(name)
+        return os.environ.get(env_name) if env_name else None
+
+    def missing_key_error(self, name: str, *, step: str | None = None) -> ConfigError:
+        """The error for a provider that has no key, saying exactly how to set one."""
+        who = f"step {step!r} uses provider {name!r}" if step else f"provider {name!r}"
+        dotted = f"providers.{name}.api_key"
+        if dotted in self.unset_env:
+            var, line = self.unset_env[dotted]
+            where = f"{self.path}:{line}: " if self.path else ""
+            return ConfigError(f"{where}{who}, whose api_key is ${{{var}}}, but {var} is not set",
+                               hint=f"export {var}=... before running")
+        env_name = DEFAULT_KEY_ENV.get(name, f"{name.upper()}_API_KEY")
+        return ConfigError(f"{who}, which has no API key",
+                           hint=f"export {env_name}=... or set {dotted}: ${{{env_name}}} in config.yml")
+
+    def secrets(self) -> list[str]:
+        """Every secret value this config can see, for redaction."""
+        values = [self.api_key(name) for name in self.provider_names() if name != "echo"]
+        return [v for v in values if v]
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as JSON-able data with every key replaced by '***'."""
+        data = self.file.model_dump(mode="json", exclude_none=True)
+        for provider in data.get("providers", {}).values():
+            if "api_key" in provider:
+                provider["api_key"] = "***"
+        return data
+
+
+def user_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "orchestrai"
+
+
+def find_config(explicit: str | Path | None) -> Path | None:
+    """Lookup order: --config, ./config.yml, then the user config dir."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found", hint="check the --config path, or copy config.example.yml to config.yml")
+        return path
+    for candidate in (Path("config.yml"), user_config_dir() / "config.yml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(explicit: str | Path | None = None) -> Config:
+    """Find, parse and validate the config; raise ValidationFailed listing every problem."""
+    path = find_config(explicit)
+    if path is None:
+        return Config(ConfigFile())
+    config, problems = parse_config(path)
+    if problems:
+        raise ValidationFailed(problems)
+    assert config is not None
+    return config
+
+
+def parse_config(path: Path) -> tuple[Config | None, list[Problem]]:
+    """Parse one config file, returning problems instead of raising."""
+    doc, problems = load_yaml(path, expand_env=True)
+    if doc is None or problems:
+        return None, problems
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        return None, [doc.problem((), "the config must be a mapping of keys (providers:, default_model_config:, ...)")]
+    try:
+        file = ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        return None, problems_from_validation_error(exc, doc, what="config", model=ConfigFile)
+    unset = {".".join(map(str, loc)): (var, doc.line_of(loc)) for loc, var in doc.unset_env.items()}
+    return Config(file, path=path, unset_env=unset), []
+

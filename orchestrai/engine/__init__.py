@@ -1,0 +1,1 @@
+"""The engine: schedules steps over the graph and reports everything as events."""

@@ -1,0 +1,136 @@
+"""Everything a run does, as events. Progress, the memory log and wandb are subscribers (hooks)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..providers.base import Usage
+
+log = logging.getLogger("orchestrai")
+
+
+@dataclass
+class StepRecord:
+    """What one step did; the memory log stores exactly these fields."""
+
+    id: str
+    module: str
+    output_name: str
+    status: str = "pending"  # completed | failed | skipped | interrupted
+    inputs: dict[str, Any] = field(default_factory=dict)
+    output: Any = None
+    provider: str | None = None
+    model: str | None = None
+    messages: list[dict[str, str]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = None
+    started_at: float | None = None  # unix time
+    finished_at: float | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    calls: int = 0  # provider calls made (a Python module may make several)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: str
+    pipeline: str
+    pipeline_path: str
+    step_ids: tuple[str, ...]
+    started_at: float
+    config: dict[str, Any]  # secrets already redacted
+    versions: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    step_id: str
+    module: str
+    at: float
+
+
+@dataclass(frozen=True)
+class StepToken:
+    """A piece of streamed text (only with --stream)."""
+
+    step_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class CallFinished:
+    """One provider call finished: its tokens and cost, for live totals."""
+
+    step_id: str
+    provider: str
+    model: str
+    usage: Usage
+    cost_usd: float | None
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class StepRetrying:
+    step_id: str
+    attempt: int
+    error: str
+    wait_s: float
+
+
+@dataclass(frozen=True)
+class StepEnded:
+    """A step reached a final state (completed, failed, skipped or interrupted)."""
+
+    record: StepRecord
+
+
+@dataclass(frozen=True)
+class Totals:
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    cost_complete: bool  # False when some model had no known price
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    run_id: str
+    status: str  # completed | failed | interrupted
+    finished_at: float
+    totals: Totals
+    records: tuple[StepRecord, ...]
+
+
+Event = RunStarted | StepStarted | StepToken | CallFinished | StepRetrying | StepEnded | RunFinished
+
+
+class Hook(Protocol):
+    """A subscriber. `on_event` is called in the event loop's thread; keep it quick."""
+
+    def on_event(self, event: Event) -> None: ...
+
+
+class EventBus:
+    """Delivers each event to every hook; a broken hook is reported once and never stops the run."""
+
+    def __init__(self, hooks: list[Hook] | None = None) -> None:
+        self.hooks: list[Hook] = list(hooks or [])
+        self.failures: dict[int, str] = {}
+
+    def emit(self, event: Event) -> None:
+        for hook in self.hooks:
+            try:
+                hook.on_event(event)
+            except Exception as exc:  # noqa: BLE001 - one subscriber must not take the run down
+                if id(hook) not in self.failures:
+                    self.failures[id(hook)] = f"{type(hook).__name__}: {exc}"
+                    log.warning("event subscriber %s failed: %s", type(hook).__name__, exc)

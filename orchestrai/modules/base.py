@@ -1,0 +1,203 @@
+"""The Module protocol and the registry that finds modules by name.
+
+Lookup order for a step's `module:` name:
+1. Python modules: a project's `modules/<name>.py`, then plugins (entry-point group
+   `orchestrai.modules`), then the built-ins. Python wins over a prompt of the same name, so a
+   Python module can use a prompt file of its own name.
+2. Chameleon modules: `system_prompts/<name>.md` or `.txt` in the project, then those the package ships.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+
+from ..errors import PipelineError
+
+if TYPE_CHECKING:
+    from ..engine.context import StepContext
+
+ENTRY_POINT_GROUP = "orchestrai.modules"
+PROMPT_SUFFIXES = (".md", ".txt")
+BUILTINS: dict[str, str] = {"start_module": "orchestrai.modules.start:StartModule"}
+
+
+@runtime_checkable
+class Module(Protocol):
+    """What a step runs: given the step's context and inputs, return its output."""
+
+    async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """Where a module name resolves to; loading the code waits until a run needs it."""
+
+    name: str
+    kind: str  # "prompt" | "builtin" | "plugin" | "project"
+    source: str  # a file path or "package:attribute"
+    load: Callable[[], Module]
+
+    @property
+    def uses_llm(self) -> bool:
+        return self.kind == "prompt"
+
+
+def shipped_prompt_dir() -> Path:
+    """Prompts inside the installed package; falls back to the source checkout's system_prompts/."""
+    package = Path(__file__).resolve().parent.parent
+    inside = package / "system_prompts"
+    return inside if inside.is_dir() else package.parent / "system_prompts"
+
+
+class ModuleRegistry:
+    """Finds modules by name for one project (its folders are searched before the package's)."""
+
+    def __init__(self, project_dirs: list[Path], *, plugins: bool = True) -> None:
+        self.project_dirs = _unique_dirs(project_dirs)
+        self._use_plugins = plugins
+        self._loaded: dict[str, Module] = {}
+
+    def resolve(self, name: str) -> ModuleInfo | None:
+        """The module called `name`, or None."""
+        return self._python_modules.get(name) or self._prompt_module(name)
+
+    def require(self, name: str, *, at: str = "", step: str = "") -> ModuleInfo:
+        info = self.resolve(name)
+        if info is None:
+            raise PipelineError(f"{at}: {self.unknown_message(name, step)}", hint=self.unknown_hint(name))
+        return info
+
+    def unknown_message(self, name: str, step: str) -> str:
+        return f"step {step!r}: unknown module {name!r} (neither a Python module nor a prompt file)"
+
+    def unknown_hint(self, name: str) -> str:
+        import difflib
+
+        close = difflib.get_close_matches(name, [m.name for m in self.all()], n=1)
+        folder = self.project_dirs[0] / "system_prompts" if self.project_dirs else Path("system_prompts")
+        return (f"did you mean {close[0]!r}? " if close else "") + f"or create {folder / (name + '.md')}"
+
+    def instance(self, name: str) -> Module:
+        """The loaded module object, imported once per registry."""
+        if name not in self._loaded:
+            info = self.resolve(name)
+            if info is None:
+                raise PipelineError(self.unknown_message(name, name))
+            self._loaded[name] = info.load()
+        return self._loaded[name]
+
+    def prompt_path(self, name: str) -> Path | None:
+        for folder in self._prompt_dirs:
+            for suffix in PROMPT_SUFFIXES:
+                candidate = folder / f"{name}{suffix}"
+                if candidate.is_file():
+                    return candidate
+        return None
+
+    def all(self) -> list[ModuleInfo]:
+        """Every module this registry can see, Python first, each name once."""
+        seen: dict[str, ModuleInfo] = dict(self._python_modules)
+        for folder in self._prompt_dirs:
+            for path in sorted(folder.glob("*")):
+                if path.suffix in PROMPT_SUFFIXES and path.stem not in seen:
+                    seen[path.stem] = self._prompt_module(path.stem)  # type: ignore[assignment]
+        return sorted(seen.values(), key=lambda m: (m.kind, m.name))
+
+    @cached_property
+    def _prompt_dirs(self) -> list[Path]:
+        dirs = [d / "system_prompts" for d in self.project_dirs] + [shipped_prompt_dir()]
+        return [d for d in _unique_dirs(dirs) if d.is_dir()]
+
+    def _prompt_module(self, name: str) -> ModuleInfo | None:
+        path = self.prompt_path(name)
+        if path is None:
+            return None
+        from .chameleon import ChameleonModule
+
+        return ModuleInfo(name, "prompt", str(path), lambda: ChameleonModule(name, path))
+
+    @cached_property
+    def _python_modules(self) -> dict[str, ModuleInfo]:
+        found: dict[str, ModuleInfo] = {}
+        for name, target in BUILTINS.items():
+            found[name] = ModuleInfo(name, "builtin", target, _importer(target))
+        if self._use_plugins:
+            for entry in _entry_points():
+                found[entry.name] = ModuleInfo(entry.name, "plugin", entry.value, _as_module_loader(entry.load))
+        for folder in self.project_dirs:
+            modules_dir = folder / "modules"
+            if modules_dir.is_dir():
+                for path in sorted(modules_dir.glob("*.py")):
+                    if not path.name.startswith("_") and path.stem not in found:
+                        found[path.stem] = ModuleInfo(path.stem, "project", str(path), _file_loader(path))
+        return found
+
+
+def _unique_dirs(dirs: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for d in dirs:
+        resolved = d.resolve()
+        if resolved not in out:
+            out.append(resolved)
+    return out
+
+
+def _entry_points() -> list[Any]:
+    from importlib.metadata import entry_points
+
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _importer(target: str) -> Callable[[], Module]:
+    module_name, _, attribute = target.partition(":")
+    return _as_module_loader(lambda: getattr(importlib.import_module(module_name), attribute))
+
+
+def _file_loader(path: Path) -> Callable[[], Module]:
+    def load() -> Any:
+        spec = importlib.util.spec_from_file_location(f"orchestrai_project_modules.{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise PipelineError(f"{path}: cannot import this file as a module")
+        code = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = code
+        spec.loader.exec_module(code)
+        obj = getattr(code, "module", None) or getattr(code, "run", None)
+        if obj is None:
+            raise PipelineError(f"{path}: defines neither `async def run(ctx, inputs)` nor `module = ...`",
+                                hint="see 'Writing a module' in the README")
+        return obj
+
+    return _as_module_loader(load)
+
+
+def _as_module_loader(load_object: Callable[[], Any]) -> Callable[[], Module]:
+    """Accept an async function, a class with async run(), or an instance of one."""
+
+    def load() -> Module:
+        obj = load_object()
+        if inspect.isclass(obj):
+            obj = obj()
+        if inspect.iscoroutinefunction(obj):
+            return FunctionModule(obj)
+        if isinstance(obj, Module) and inspect.iscoroutinefunction(obj.run):
+            return obj
+        raise PipelineError(f"{obj!r} is not a module: it needs an async run(ctx, inputs)")
+
+    return load
+
+
+class FunctionModule:
+    """Adapts a plain `async def run(ctx, inputs)` function to the Module protocol."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> Any:
+        return await self.fn(ctx, inputs)

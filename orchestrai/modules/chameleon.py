@@ -1,0 +1,119 @@
+"""The chameleon module: one LLM call whose system prompt is a template file."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Problem, PromptError
+from ..providers.base import Message
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from ..engine.context import StepContext
+
+BUILTIN_VARIABLES = frozenset({"supplement", "inputs", "step"})
+
+
+class ChameleonModule:
+    """Renders `system_prompts/<name>` with the step's inputs and asks the step's model once."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.path = path
+
+    async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> str:
+        messages = self.messages(inputs, supplement=ctx.step.supplement, step_id=ctx.step.id)
+        completion = await ctx.complete(messages)
+        return completion.text
+
+    def messages(self, inputs: dict[str, Any], *, supplement: str | None, step_id: str) -> list[Message]:
+        """The system and user messages this module sends for these inputs."""
+        system = self.render(inputs, supplement=supplement, step_id=step_id)
+        return [Message("system", system), Message("user", user_message(inputs, supplement))]
+
+    def render(self, inputs: dict[str, Any], *, supplement: str | None, step_id: str) -> str:
+        """The system prompt for one step; a template error names the prompt file and line."""
+        import jinja2
+
+        variables = {**inputs, "inputs": inputs, "supplement": supplement, "step": step_id}
+        try:
+            return self._template.render(variables)
+        except jinja2.TemplateError as exc:
+            line = _template_line(exc, self.path)
+            where = f"{self.path}:{line}" if line else str(self.path)
+            raise PromptError(f"{where}: prompt template error in step {step_id!r}: {exc}",
+                              hint="the template can use supplement, inputs and the names of the step's inputs") from None
+
+    def check(self, input_names: set[str], *, step_id: str, at: str) -> list[Problem]:
+        """Template problems found without running: syntax errors and variables the step does not provide."""
+        import jinja2
+        import jinja2.meta
+
+        try:
+            source = self.path.read_text(encoding="utf-8")
+            tree = self._environment.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            return [Problem(str(self.path), exc.lineno, f"prompt template syntax error: {exc.message}",
+                            f"used by step {step_id!r} at {at}")]
+        except OSError as exc:
+            return [Problem(str(self.path), None, f"cannot read prompt: {exc}")]
+        unknown = sorted(jinja2.meta.find_undeclared_variables(tree) - BUILTIN_VARIABLES - input_names)
+        return [Problem(at.rsplit(":", 1)[0], _line_of(at), f"step {step_id!r}: prompt {self.path.name} uses "
+                        f"{{{{ {name} }}}}, which is not one of the step's inputs",
+                        f"add {name!r} to the step's inputs, or remove it from the prompt") for name in unknown]
+
+    @cached_property
+    def _environment(self) -> jinja2.Environment:
+        import jinja2
+        import jinja2.sandbox
+
+        # Sandboxed: a prompt is text a user may have copied from anywhere; it must not reach Python.
+        return jinja2.sandbox.SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(str(self.path.parent)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+
+    @cached_property
+    def _template(self) -> jinja2.Template:
+        import jinja2
+
+        try:
+            return self._environment.get_template(self.path.name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise PromptError(f"{self.path}:{exc.lineno}: prompt template syntax error: {exc.message}") from None
+
+
+def user_message(inputs: dict[str, Any], supplement: str | None) -> str:
+    """Each input under its name as a heading, then the supplement."""
+    parts = [f"## {name}\n{_as_text(value)}" for name, value in inputs.items()]
+    if supplement:
+        parts.append(f"## supplement\n{supplement}")
+    return "\n\n".join(parts)
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _template_line(exc: Exception, path: Path) -> int | None:
+    """The prompt line an error happened on: jinja2 puts the template's frames in the traceback."""
+    if getattr(exc, "lineno", None):
+        return exc.lineno  # type: ignore[attr-defined]
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == str(path):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _line_of(at: str) -> int | None:
+    tail = at.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None

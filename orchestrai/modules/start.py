@@ -1,0 +1,21 @@
+"""start_module: hands the pipeline the input given on the command line, stdin or a prompt."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..engine.context import StepContext
+
+
+class StartModule:
+    """Outputs the run input named like the step's output_name (e.g. `--input request="..."`)."""
+
+    async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> Any:
+        name = ctx.step.output_name
+        if name not in ctx.run_inputs:
+            raise InputError(f"step {ctx.step.id!r} needs the run input {name!r}",
+                             hint=f'pass --input {name}="..." or --input-file {name}=PATH')
+        return ctx.run_inputs[name]

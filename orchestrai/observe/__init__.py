@@ -1,0 +1,1 @@
+"""Subscribers to a run's events: the memory log, terminal progress, wandb."""

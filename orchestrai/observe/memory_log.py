@@ -1,0 +1,154 @@
+"""The JSON memory log of a run: a durable journal while it runs, one JSON file when it ends.
+
+Each finished step is appended to `<name>.journal.jsonl` and flushed at once, so a crash, Ctrl-C or
+SIGKILL keeps every finished step (O(1) per step, never a rewrite of the whole file). When the run
+ends the complete log is written to `<name>.json` via a temporary file and an atomic rename, and
+the journal is removed. `read_log` turns a journal left by a killed run back into a log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from ..engine.events import Event, RunFinished, RunStarted, StepEnded, StepRecord
+
+JOURNAL_SUFFIX = ".journal.jsonl"
+
+
+def iso(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds") if timestamp else None
+
+
+def step_json(record: StepRecord) -> dict[str, Any]:
+    """A step as the memory log stores it."""
+    return {
+        "id": record.id,
+        "module": record.module,
+        "output_name": record.output_name,
+        "status": record.status,
+        "inputs": record.inputs,
+        "output": record.output,
+        "provider": record.provider,
+        "model": record.model,
+        "messages": record.messages,
+        "usage": {"input_tokens": record.usage.input_tokens, "output_tokens": record.usage.output_tokens},
+        "cost_usd": record.cost_usd,
+        "started_at": iso(record.started_at),
+        "finished_at": iso(record.finished_at),
+        "duration_s": round(record.duration_s, 4) if record.duration_s is not None else None,
+        "attempts": record.attempts,
+        "error": record.error,
+    }
+
+
+class MemoryLog:
+    """A hook that journals each finished step and writes the whole log when the run ends."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = Path(log_dir)
+        self.path: Path | None = None
+        self._journal: IO[str] | None = None
+        self._header: dict[str, Any] = {}
+
+    @property
+    def journal_path(self) -> Path | None:
+        return self.path.with_name(self.path.name[: -len(".json")] + JOURNAL_SUFFIX) if self.path else None
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._start(event)
+        elif isinstance(event, StepEnded):
+            self._append({"type": "step", **step_json(event.record)})
+        elif isinstance(event, RunFinished):
+            self._finish(event)
+
+    def _start(self, event: RunStarted) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(event.started_at))
+        self.path = self.log_dir / f"{stamp}-{_slug(event.pipeline)}-{event.run_id}.json"
+        self._header = {"run_id": event.run_id, "pipeline": event.pipeline, "pipeline_path": event.pipeline_path,
+                        "started_at": iso(event.started_at), "config": event.config, "versions": event.versions}
+        assert self.journal_path is not None
+        self._journal = self.journal_path.open("a", encoding="utf-8")
+        self._append({"type": "run", **self._header, "step_ids": list(event.step_ids)})
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        if self._journal is None:
+            return
+        self._journal.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+        # flush hands the line to the OS: it survives the process dying (SIGKILL included).
+        self._journal.flush()
+
+    def _finish(self, event: RunFinished) -> None:
+        if self.path is None:
+            return
+        totals = event.totals
+        document = {
+            **self._header,
+            "status": event.status,
+            "finished_at": iso(event.finished_at),
+            "totals": {"input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens,
+                       "cost_usd": totals.cost_usd, "cost_complete": totals.cost_complete,
+                       "duration_s": totals.duration_s},
+            "steps": [step_json(record) for record in event.records],
+        }
+        write_json_atomically(self.path, document)
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+            assert self.journal_path is not None
+            self.journal_path.unlink(missing_ok=True)
+
+
+def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
+    """Write to a temporary file, fsync, then rename over the target: readers see old or new, never half."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        json.dump(document, handle, ensure_ascii=False, indent=1, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def read_log(path: Path) -> dict[str, Any]:
+    """A run's log; a journal left behind by a killed run is rebuilt with status 'interrupted'."""
+    if path.name.endswith(JOURNAL_SUFFIX):
+        return _rebuild_from_journal(path)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _rebuild_from_journal(path: Path) -> dict[str, Any]:
+    header: dict[str, Any] = {}
+    steps: dict[str, dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the last line of a killed run may be cut short
+        kind = entry.pop("type", None)
+        if kind == "run":
+            header = entry
+        elif kind == "step":
+            steps[entry["id"]] = entry
+    order = header.pop("step_ids", list(steps))
+    records = [steps[sid] for sid in order if sid in steps]
+    return {**header, "status": "interrupted", "finished_at": None, "totals": totals_of(records), "steps": records,
+            "recovered_from": path.name}
+
+
+def totals_of(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"input_tokens": sum(s["usage"]["input_tokens"] for s in steps),
+            "output_tokens": sum(s["usage"]["output_tokens"] for s in steps),
+            "cost_usd": round(sum(s["cost_usd"] or 0.0 for s in steps), 6),
+            "cost_complete": all(s["cost_usd"] is not None for s in steps if s.get("provider")),
+            "duration_s": None}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "pipeline"

@@ -1,0 +1,1 @@
+"""Pipeline files: schema, loading with line numbers, and the dependency graph."""

@@ -1,0 +1,156 @@
+"""Load a pipeline file and find everything wrong with it, all at once, as `path:line` problems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..config import Config
+from ..errors import Problem, ValidationFailed
+from ..modelconfig import default_model, infer_provider, merge_model_configs
+from ..modules.base import ModuleRegistry
+from ..schema_errors import problems_from_validation_error
+from ..yamlsrc import YamlDoc, load_yaml
+from .graph import PipelineGraph, find_cycle, wire_steps
+from .spec import Pipeline, PipelineHeader, Step, StepSpec
+
+
+@dataclass
+class _Checker:
+    """Collects the problems of one pipeline file as it is read."""
+
+    doc: YamlDoc
+    config: Config
+    registry: ModuleRegistry
+
+    def __post_init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, loc: tuple[Any, ...], message: str, hint: str | None = None) -> None:
+        self.problems.append(self.doc.problem(loc, message, hint))
+
+
+def load_pipeline(path: str | Path, config: Config, registry: ModuleRegistry) -> PipelineGraph:
+    """The pipeline's graph, or ValidationFailed listing every problem."""
+    graph, problems = check_pipeline(path, config, registry)
+    if problems:
+        raise ValidationFailed(problems)
+    assert graph is not None
+    return graph
+
+
+def check_pipeline(path: str | Path, config: Config, registry: ModuleRegistry) -> tuple[PipelineGraph | None, list[Problem]]:
+    """Read and validate a pipeline; return its graph (when valid) and every problem found."""
+    path = Path(path)
+    doc, problems = load_yaml(path)
+    if doc is None or problems:
+        return None, problems
+    check = _Checker(doc, config, registry)
+    data = doc.data
+    if not isinstance(data, dict) or not isinstance(data.get("pipeline"), list) or not data["pipeline"]:
+        check.add((), "a pipeline file needs a top-level `pipeline:` list of steps",
+                  "see pipelines/planning.yml for an example")
+        return None, check.problems
+    header = _check_header(check, data)
+    steps, broken_outputs = _check_steps(check, data["pipeline"], header)
+    _check_references(check, steps, broken_outputs)
+    graph = wire_steps(tuple(steps))
+    cycle = find_cycle(graph)
+    if cycle:
+        by_id = {s.id: s for s in steps}
+        check.problems.append(Problem(doc.path, int(by_id[cycle[0]].location.rsplit(":", 1)[1]),
+                                      "steps form a cycle: " + " -> ".join([*cycle, cycle[0]]),
+                                      "a step cannot need, directly or not, its own output"))
+    if check.problems:
+        return None, check.problems
+    name = (header.name if header else None) or path.stem
+    pipeline = Pipeline(name, doc.path, header.description if header else None, tuple(steps))
+    return PipelineGraph(pipeline, graph), []
+
+
+def _check_header(check: _Checker, data: dict[str, Any]) -> PipelineHeader | None:
+    try:
+        return PipelineHeader.model_validate({k: v for k, v in data.items() if k != "pipeline"})
+    except ValidationError as exc:
+        check.problems += problems_from_validation_error(exc, check.doc, what="pipeline", model=PipelineHeader)
+        return None
+
+
+def _check_steps(check: _Checker, items: list[Any], header: PipelineHeader | None) -> tuple[list[Step], set[str]]:
+    """Validate each step alone, so one bad step does not hide the problems of the others."""
+    defaults = header.defaults.settings() if header and header.defaults else None
+    base = check.config.file.default_model_config.settings()
+    steps: list[Step] = []
+    broken_outputs: set[str] = set()  # outputs of steps that failed the schema: not "missing" elsewhere
+    for index, item in enumerate(items):
+        loc = ("pipeline", index)
+        if not isinstance(item, dict):
+            check.add(loc, f"step {index + 1} must be a mapping with module, inputs and output_name")
+            continue
+        try:
+            spec = StepSpec.model_validate(item)
+        except ValidationError as exc:
+            check.problems += problems_from_validation_error(exc, check.doc, what="step", prefix=loc, model=StepSpec)
+            if isinstance(item.get("output_name"), str):
+                broken_outputs.add(item["output_name"])
+            continue
+        settings = merge_model_configs(base, defaults, spec.settings.settings() if spec.settings else None)
+        step_id = spec.id or spec.output_name
+        _resolve_model(check, loc, step_id, settings)
+        steps.append(Step(id=step_id, module=spec.module, output_name=spec.output_name, inputs=tuple(spec.inputs),
+                          supplement=spec.supplement, model_settings=settings, options=spec.options,
+                          location=f"{check.doc.path}:{check.doc.line_of(loc)}", index=index))
+    return steps, broken_outputs
+
+
+def _resolve_model(check: _Checker, loc: tuple[Any, ...], step_id: str, settings: dict[str, Any]) -> None:
+    """Fill in the provider and default model, reporting an unknown provider or a missing model."""
+    provider = infer_provider(settings)
+    known = check.config.provider_names()
+    where = (*loc, "model_config", "provider") if (*loc, "model_config", "provider") in check.doc.lines else loc
+    if provider not in known:
+        check.add(where, f"step {step_id!r}: unknown provider {provider!r}",
+                  f"use one of {', '.join(sorted(known))}, or add it under providers: in config.yml")
+        return
+    settings["provider"] = provider
+    if not settings.get("model"):
+        model = default_model(check.config.provider(provider).type)
+        if model is None:
+            check.add(where, f"step {step_id!r}: provider {provider!r} needs a model",
+                      "set model_config.model on the step, or default_model_config.model in config.yml")
+            return
+        settings["model"] = model
+
+
+def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[str]) -> None:
+    """Duplicates, unknown modules, inputs nobody produces, and prompt templates."""
+    first_output: dict[str, Step] = {}
+    first_id: dict[str, Step] = {}
+    for step in steps:
+        loc = ("pipeline", step.index)
+        if step.output_name in first_output:
+            other = first_output[step.output_name]
+            check.add((*loc, "output_name"), f"two steps produce {step.output_name!r} (also step {other.id!r} at line "
+                      f"{other.location.rsplit(':', 1)[1]})", "give each step a distinct output_name")
+        elif step.id in first_id:
+            check.add(loc, f"two steps have the id {step.id!r}", "give each step a distinct id")
+        first_output.setdefault(step.output_name, step)
+        first_id.setdefault(step.id, step)
+    for step in steps:
+        loc = ("pipeline", step.index)
+        info = check.registry.resolve(step.module)
+        if info is None:
+            check.add((*loc, "module"), check.registry.unknown_message(step.module, step.id),
+                      check.registry.unknown_hint(step.module))
+        for position, name in enumerate(step.inputs):
+            if name not in first_output and name not in broken_outputs:
+                check.add((*loc, "inputs", position), f"step {step.id!r} needs {name!r}, which no step produces",
+                          f"add a step with output_name: {name}, or fix the spelling")
+        if info is not None and info.kind == "prompt":
+            from ..modules.chameleon import ChameleonModule
+
+            chameleon = ChameleonModule(step.module, Path(info.source))
+            check.problems += chameleon.check(set(step.inputs), step_id=step.id, at=step.location)

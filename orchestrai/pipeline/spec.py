@@ -1,0 +1,76 @@
+"""The pipeline file format (pydantic), and its JSON Schema for editors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..modelconfig import ModelConfig
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+
+
+class StepSpec(BaseModel):
+    """One step as written in the pipeline file."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
+
+    module: str = Field(description="A Python module (orchestrai modules) or a prompt file name in system_prompts/.")
+    inputs: list[str] = Field(default_factory=list, description="output_names of earlier steps this step needs.")
+    output_name: str = Field(pattern=NAME_PATTERN, description="The name later steps use for this step's output.")
+    id: str | None = Field(None, pattern=NAME_PATTERN, description="A unique step id (default: output_name).")
+    settings: ModelConfig | None = Field(None, alias="model_config", description="Model settings for this step only.")
+    supplement: str | None = Field(None, description="Extra text for the module, e.g. a target language.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Module-specific options.")
+
+
+class PipelineHeader(BaseModel):
+    """Everything in a pipeline file except its steps (validated apart, so every step's problems are found)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str | None = Field(None, description="Defaults to the file name.")
+    description: str | None = None
+    defaults: ModelConfig | None = Field(None, description="A model_config applied to every step (a step's own wins).")
+
+
+class PipelineFile(PipelineHeader):
+    """A whole pipeline file."""
+
+    pipeline: list[StepSpec] = Field(min_length=1, description="The steps, in any order that respects inputs.")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A validated step inside the engine: immutable, with its merged settings and source line."""
+
+    id: str
+    module: str
+    output_name: str
+    inputs: tuple[str, ...]
+    supplement: str | None
+    model_settings: dict[str, Any] = field(hash=False, compare=False)  # defaults merged, step wins
+    options: dict[str, Any] = field(hash=False, compare=False)
+    location: str = ""  # "path:line", for messages
+    index: int = 0  # position in the file; the scheduler's tie-breaker
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A loaded pipeline: its name, source and steps in file order."""
+
+    name: str
+    path: str
+    description: str | None
+    steps: tuple[Step, ...]
+
+
+def pipeline_json_schema() -> str:
+    """The JSON Schema of the pipeline format, for editor completion and checking."""
+    schema = PipelineFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "orchestrai pipeline"
+    return json.dumps(schema, indent=2)

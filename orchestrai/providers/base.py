@@ -1,0 +1,62 @@
+"""The provider interface: messages and settings in, a completion with usage out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+TokenCallback = Callable[[str], None]
+
+# Keys of a model_config that are ours, not parameters to send to the provider.
+OUR_KEYS = frozenset({"provider", "model"})
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One model answer."""
+
+    text: str
+    usage: Usage
+    model: str
+    provider: str
+    latency_s: float
+    raw_id: str | None = None
+    cost_usd: float | None = None  # None when the model's price is unknown: never a guess
+
+
+class Provider(Protocol):
+    """Anything that can answer a list of messages."""
+
+    name: str
+
+    async def complete(self, messages: list[Message], settings: dict[str, Any], *,
+                       on_token: TokenCallback | None = None) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+def provider_params(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings to pass through to the SDK (everything except provider and model)."""
+    return {k: v for k, v in settings.items() if k not in OUR_KEYS and v is not None}
+
+
+def split_system(messages: list[Message]) -> tuple[str | None, list[Message]]:
+    """Separate system messages (joined) from the conversation, as Anthropic wants them."""
+    system = [m.content for m in messages if m.role == "system"]
+    rest = [m for m in messages if m.role != "system"]
+    return ("\n\n".join(system) if system else None), rest

@@ -1,0 +1,40 @@
+"""The echo provider: answers from its input, deterministically, with no network.
+
+It serves dry runs (what would be sent), tests and benchmarks (`latency_s` simulates a model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from .base import Completion, Message, TokenCallback, Usage
+
+REPLY_CHARS = 200  # bounded so a long chain of echo steps does not grow without limit
+
+
+class EchoProvider:
+    """Replies `[echo <model>] <start of the last user message>`."""
+
+    def __init__(self, name: str = "echo", *, latency_s: float = 0.0) -> None:
+        self.name = name
+        self.latency_s = latency_s
+
+    async def complete(self, messages: list[Message], settings: dict[str, Any], *,
+                       on_token: TokenCallback | None = None) -> Completion:
+        started = time.perf_counter()
+        latency = float(settings.get("latency_s", self.latency_s))
+        if latency > 0:
+            await asyncio.sleep(latency)
+        model = str(settings.get("model") or "echo")
+        last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        text = f"[echo {model}] {last_user[:REPLY_CHARS]}"
+        if on_token is not None:
+            for word in text.split(" "):
+                on_token(word + " ")
+        usage = Usage(sum(len(m.content) for m in messages) // 4 + 1, len(text) // 4 + 1)
+        return Completion(text, usage, model, self.name, time.perf_counter() - started, raw_id=None)
+
+    async def aclose(self) -> None:
+        return None

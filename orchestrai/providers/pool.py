@@ -1,0 +1,58 @@
+"""Creates each configured provider once per run, on first use."""
+
+from __future__ import annotations
+
+from ..config import DEFAULT_KEY_ENV, Config
+from .base import Provider
+from .echo import EchoProvider
+
+
+class ProviderPool:
+    """The providers of one run, by name. `force` sends every call to one provider (dry runs)."""
+
+    def __init__(self, config: Config, *, force: str | None = None) -> None:
+        self.config = config
+        self.force = force
+        self._providers: dict[str, Provider] = {}
+
+    def name_for(self, wanted: str) -> str:
+        return self.force or wanted
+
+    def check_key(self, name: str, *, step: str | None = None) -> None:
+        """Raise the 'how to set your key' error now, before any money is spent."""
+        name = self.name_for(name)
+        if self.config.provider(name).type == "echo" or name in self._providers:
+            return
+        if self.config.api_key(name) is None and not self._keyless_endpoint(name):
+            raise self.config.missing_key_error(name, step=step)
+
+    def get(self, name: str, *, step: str | None = None) -> Provider:
+        name = self.name_for(name)
+        if name not in self._providers:
+            self._providers[name] = self._create(name, step)
+        return self._providers[name]
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()
+
+    def _keyless_endpoint(self, name: str) -> bool:
+        # A self-hosted OpenAI-compatible server (Ollama, llama.cpp) usually needs no key at all.
+        return name not in DEFAULT_KEY_ENV and self.config.provider(name).base_url is not None
+
+    def _create(self, name: str, step: str | None) -> Provider:
+        settings = self.config.provider(name)
+        if settings.type == "echo":
+            return EchoProvider(name, latency_s=settings.latency_s)
+        self.check_key(name, step=step)
+        key = self.config.api_key(name) or "no-key-needed"
+        common = {"api_key": key, "base_url": settings.base_url, "timeout_s": settings.timeout_s,
+                  "key_env": DEFAULT_KEY_ENV.get(name)}
+        if settings.type == "anthropic":
+            from .anthropic_api import AnthropicProvider
+
+            return AnthropicProvider(name, **common)
+        from .openai_api import OpenAIProvider
+
+        return OpenAIProvider(name, **common)
