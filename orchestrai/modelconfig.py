@@ -45,3 +45,16 @@ DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "ec
 def default_model(provider_type: str) -> str | None:
     """The model a step gets when none is set anywhere (None: the user must choose one)."""
     return DEFAULT_MODELS.get(provider_type)
+
+
+def misspelled_keys(config: ModelConfig) -> list[tuple[str, str]]:
+    """Extra keys that look like typos of ours (`temprature`), as (key, meant); other extras pass through."""
+    import difflib
+
+    ours = list(ModelConfig.model_fields)
+    found = []
+    for key in (config.model_extra or {}):
+        close = difflib.get_close_matches(key, ours, n=1, cutoff=0.8)
+        if close:
+            found.append((key, close[0]))
+    return found

@@ -7,13 +7,13 @@ import platform
 import secrets as _secrets
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..config import Config
 from ..errors import InputError
 from ..modules.base import ModuleRegistry
 from ..pipeline.graph import PipelineGraph
+from ..providers.base import Provider
 from ..providers.pool import ProviderPool
 from .context import RunContext
 from .events import EventBus, Hook, RunFinished, RunStarted, StepRecord, Totals
@@ -29,6 +29,7 @@ class RunOptions:
     stream: bool = False
     max_concurrency: int | None = None  # None: config's max_concurrency
     run_id: str | None = None
+    providers: dict[str, Provider] = field(default_factory=dict)  # ready-made providers by name (tests, embedding)
 
 
 @dataclass
@@ -55,7 +56,7 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
                        options: RunOptions | None = None, hooks: list[Hook] | None = None) -> RunResult:
     """Run every step of `graph`; finished steps reach the hooks (memory log, progress) as they end."""
     options = options or RunOptions()
-    providers = ProviderPool(config, force="echo" if options.dry_run else None)
+    providers = ProviderPool(config, force="echo" if options.dry_run else None, preset=options.providers)
     _preflight(graph, registry, providers, options)
     bus = EventBus(hooks)
     run = RunContext(options.run_id or new_run_id(), config, graph, registry, providers, bus,
@@ -124,7 +125,3 @@ def run_pipeline_sync(graph: PipelineGraph, config: Config, registry: ModuleRegi
     """`run_pipeline` for callers without an event loop."""
     return asyncio.run(run_pipeline(graph, config, registry, options, hooks))
 
-
-def project_dirs(config: Config) -> list[Path]:
-    """Where a project's system_prompts/ and modules/ live: beside the config file, then the current directory."""
-    return [config.path.parent, Path.cwd()] if config.path else [Path.cwd()]

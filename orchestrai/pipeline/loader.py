@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ..config import Config
 from ..errors import Problem, ValidationFailed
-from ..modelconfig import default_model, infer_provider, merge_model_configs
+from ..modelconfig import default_model, infer_provider, merge_model_configs, misspelled_keys
 from ..modules.base import ModuleRegistry
 from ..schema_errors import problems_from_validation_error
 from ..yamlsrc import YamlDoc, load_yaml
@@ -65,7 +65,7 @@ def check_pipeline(path: str | Path, config: Config, registry: ModuleRegistry) -
                                       "steps form a cycle: " + " -> ".join([*cycle, cycle[0]]),
                                       "a step cannot need, directly or not, its own output"))
     if check.problems:
-        return None, check.problems
+        return None, sorted(check.problems, key=lambda p: (p.path, p.line or 0))
     name = (header.name if header else None) or path.stem
     pipeline = Pipeline(name, doc.path, header.description if header else None, tuple(steps))
     return PipelineGraph(pipeline, graph), []
@@ -97,6 +97,9 @@ def _check_steps(check: _Checker, items: list[Any], header: PipelineHeader | Non
             if isinstance(item.get("output_name"), str):
                 broken_outputs.add(item["output_name"])
             continue
+        if spec.settings is not None:
+            for key, meant in misspelled_keys(spec.settings):
+                check.add((*loc, "model_config", key), f"unknown model_config key {key!r}", f"did you mean {meant!r}?")
         settings = merge_model_configs(base, defaults, spec.settings.settings() if spec.settings else None)
         step_id = spec.id or spec.output_name
         _resolve_model(check, loc, step_id, settings)

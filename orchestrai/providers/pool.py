@@ -10,10 +10,10 @@ from .echo import EchoProvider
 class ProviderPool:
     """The providers of one run, by name. `force` sends every call to one provider (dry runs)."""
 
-    def __init__(self, config: Config, *, force: str | None = None) -> None:
+    def __init__(self, config: Config, *, force: str | None = None, preset: dict[str, Provider] | None = None) -> None:
         self.config = config
         self.force = force
-        self._providers: dict[str, Provider] = {}
+        self._providers: dict[str, Provider] = dict(preset or {})
 
     def name_for(self, wanted: str) -> str:
         return self.force or wanted

@@ -1,0 +1,83 @@
+"""Rich rendering for the CLI. Every function takes what it shows; nothing here runs anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import OrchestraiError, Problem, ValidationFailed
+
+
+def stdout_console() -> Console:
+    return Console(soft_wrap=True)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def print_error(exc: OrchestraiError) -> None:
+    if isinstance(exc, ValidationFailed):
+        print_problems(exc.problems)
+        return
+    console = stderr_console()
+    console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+    if exc.hint:
+        console.print(f"  [dim]hint:[/] {escape(exc.hint)}", highlight=False)
+
+
+def print_problems(problems: list[Problem]) -> None:
+    console = stderr_console()
+    for problem in problems:
+        where = f"{problem.path}:{problem.line}" if problem.line else problem.path
+        console.print(f"[bold]{escape(where)}[/]: [red]{escape(problem.message)}[/]", highlight=False)
+        if problem.hint:
+            console.print(f"  [dim]hint:[/] {escape(problem.hint)}", highlight=False)
+
+
+def modules_table(modules: list[Any]) -> Table:
+    table = Table("module", "kind", "source", show_edge=False)
+    for info in modules:
+        table.add_row(info.name, info.kind, _short_path(info.source))
+    return table
+
+
+def runs_table(runs: list[Any]) -> Table:
+    table = Table("started (UTC)", "run", "pipeline", "status", "steps", "tokens", "cost", show_edge=False)
+    for run in runs:
+        table.add_row(run.started_at[:19].replace("T", " "), run.run_id, run.pipeline, run.status,
+                      f"{run.steps_completed}/{run.steps}", f"{run.input_tokens + run.output_tokens:,}",
+                      f"${run.cost_usd:.4f}")
+    return table
+
+
+def print_run(console: Console, path: Path, log: dict[str, Any]) -> None:
+    totals = log.get("totals") or {}
+    console.print(f"[bold]{escape(log.get('pipeline', '?'))}[/] run {log['run_id']} — {log.get('status')}  "
+                  f"({escape(str(path))})", highlight=False)
+    console.print(f"started {log.get('started_at')}, finished {log.get('finished_at') or '—'}; "
+                  f"{totals.get('input_tokens', 0):,}→{totals.get('output_tokens', 0):,} tokens, "
+                  f"${totals.get('cost_usd') or 0:.4f}", highlight=False)
+    for step in log.get("steps", []):
+        usage = step.get("usage") or {}
+        console.rule(f"{step['id']} ({step['module']}) — {step['status']}", align="left")
+        console.print(f"model {step.get('model') or '—'} via {step.get('provider') or '—'}; "
+                      f"{usage.get('input_tokens', 0):,}→{usage.get('output_tokens', 0):,} tokens; "
+                      f"{step.get('duration_s') or 0}s", highlight=False)
+        if step.get("error"):
+            console.print(f"[red]{escape(step['error'])}[/]", highlight=False)
+        if step.get("output") is not None:
+            output = step["output"] if isinstance(step["output"], str) else json.dumps(step["output"], indent=2)
+            console.print(escape(output), highlight=False)
+
+
+def _short_path(source: str) -> str:
+    try:
+        return str(Path(source).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return source

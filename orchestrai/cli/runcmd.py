@@ -1,0 +1,163 @@
+"""`orchestrai run`: gather inputs, pick the subscribers, run, and report the result."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import select
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..engine.events import Hook
+from ..engine.runner import RunOptions, RunResult, run_pipeline, start_inputs_needed
+from ..observe.memory_log import MemoryLog
+from ..observe.progress import LiveProgress, PlainProgress, summary_table
+from ..project import Project
+from ..run_inputs import parse_inputs, read_piped_stdin
+from .render import stderr_console
+
+EXIT_CODES = {"completed": 0, "failed": 1, "interrupted": 130}
+STDIN_WAIT_S = 1.0  # how long to wait for piped data before deciding stdin is empty
+
+
+@dataclass
+class RunRequest:
+    pipeline: Path | None
+    config: Path | None
+    inputs: list[str]
+    input_files: list[str]
+    dry_run: bool
+    stream: bool
+    max_concurrency: int | None
+    log_dir: Path | None
+    quiet: bool
+    as_json: bool
+    use_wandb: bool
+
+
+def run_command(request: RunRequest) -> int:
+    """Run one pipeline as the CLI does; returns the exit code."""
+    project = Project.open(request.config)
+    graph = project.load(request.pipeline)
+    inputs = parse_inputs(request.inputs, request.input_files)
+    _ask_for_missing_inputs(inputs, start_inputs_needed(graph, project.registry))
+    console = stderr_console()
+    memory_log = MemoryLog(request.log_dir or project.config.log_dir)
+    hooks: list[Hook] = [memory_log, *_display_hooks(request, console), *_wandb_hooks(request, project)]
+    options = RunOptions(run_inputs=inputs, dry_run=request.dry_run, stream=request.stream,
+                         max_concurrency=request.max_concurrency)
+    try:
+        result = asyncio.run(run_pipeline(graph, project.config, project.registry, options, hooks))
+    except KeyboardInterrupt:
+        console.print(f"[magenta]interrupted[/]; finished steps are in {_shown(memory_log.path)}", highlight=False)
+        return EXIT_CODES["interrupted"]
+    _report(request, console, result, memory_log.path)
+    return EXIT_CODES.get(result.status, 1)
+
+
+def _ask_for_missing_inputs(inputs: dict[str, str], needed: list[str]) -> None:
+    """Fill run inputs from piped stdin (one missing input) or an interactive prompt on a TTY."""
+    missing = [name for name in needed if name not in inputs]
+    if not missing:
+        return
+    if sys.stdin is not None and sys.stdin.isatty():
+        for name in missing:
+            inputs[name] = typer.prompt(f"{name}")
+        return
+    if len(missing) == 1 and _stdin_has_data():
+        piped = read_piped_stdin(sys.stdin)
+        if piped is not None:
+            inputs[missing[0]] = piped
+    # Anything still missing is reported by the runner's preflight, with the flag to pass.
+
+
+def _stdin_has_data() -> bool:
+    # A CI job may leave stdin open with nothing ever written: never block on it.
+    try:
+        readable, _, _ = select.select([sys.stdin], [], [], STDIN_WAIT_S)
+    except (OSError, ValueError, TypeError):
+        return False
+    return bool(readable)
+
+
+def _display_hooks(request: RunRequest, console: Console) -> list[Hook]:
+    if request.quiet or request.as_json:
+        return []
+    if console.is_terminal and not request.stream:
+        return [LiveProgress(console)]
+    return [PlainProgress(console, stream=request.stream)]
+
+
+def _wandb_hooks(request: RunRequest, project: Project) -> list[Hook]:
+    settings = project.config.file.wandb
+    if not (request.use_wandb or settings.enabled):
+        return []
+    from ..engine.context import Redactor
+    from ..observe.wandb_hook import WandbHook
+
+    return [WandbHook(settings.project, settings.entity, settings.mode, redact=Redactor(project.config.secrets()))]
+
+
+def _report(request: RunRequest, console: Console, result: RunResult, log_path: Path | None) -> None:
+    if request.as_json:
+        sys.stdout.write(json.dumps(json_summary(result, log_path), indent=2, ensure_ascii=False, default=str) + "\n")
+        return
+    if not request.quiet:
+        console.print(summary_table(result.records, result.totals))
+        console.print(f"run {result.run_id} {result.status}; log: {_shown(log_path)}", highlight=False)
+    if request.dry_run:
+        _print_dry_run(result)
+    elif result.status == "completed":
+        _print_outputs(result)
+
+
+def _print_outputs(result: RunResult) -> None:
+    records = {r.id: r for r in result.records}
+    finals = [records[step_id] for step_id in result.final_step_ids]
+    for record in finals:
+        if len(finals) > 1:
+            sys.stdout.write(f"## {record.output_name}\n")
+        output = record.output if isinstance(record.output, str) else json.dumps(record.output, indent=2, default=str)
+        sys.stdout.write(output.rstrip("\n") + "\n")
+
+
+def _print_dry_run(result: RunResult) -> None:
+    out = Console(soft_wrap=True)
+    for record in result.records:
+        if not record.messages:
+            continue
+        out.rule(f"{record.id}: would send to {record.model}", align="left")
+        for message in record.messages:
+            out.print(f"[bold]{escape('[' + message['role'] + ']')}[/]", highlight=False)
+            out.print(escape(message["content"]), highlight=False)
+
+
+def json_summary(result: RunResult, log_path: Path | None) -> dict[str, Any]:
+    totals = result.totals
+    return {
+        "run_id": result.run_id,
+        "status": result.status,
+        "log": str(log_path) if log_path else None,
+        "totals": {"input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens,
+                   "cost_usd": totals.cost_usd, "cost_complete": totals.cost_complete, "duration_s": totals.duration_s},
+        "steps": [{"id": r.id, "status": r.status, "duration_s": r.duration_s, "input_tokens": r.usage.input_tokens,
+                   "output_tokens": r.usage.output_tokens, "cost_usd": r.cost_usd, "error": r.error}
+                  for r in result.records],
+        "outputs": {result.records[i].output_name: r.output for i, r in enumerate(result.records)
+                    if r.id in result.final_step_ids and r.status == "completed"},
+    }
+
+
+def _shown(path: Path | None) -> str:
+    if path is None:
+        return "(no log)"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

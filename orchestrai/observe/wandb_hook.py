@@ -1,0 +1,121 @@
+"""Weights & Biases hook: one wandb run per orchestrai run, with a trace, a "steps" table and totals.
+
+Why it is written this way:
+- wandb is an optional extra and takes over a second to import, so it is imported in the
+  constructor, never when this module is imported; without it the user gets MissingExtraError.
+- `reinit="create_new"` lets several orchestrai runs in one process (tests, notebooks, library use)
+  each own a wandb run; we always log through our own `run` handle, never the `wandb.run` global.
+- The trace uses `wandb.sdk.data_types.trace_tree` (still present in wandb 0.31). Its `Trace.log()`
+  helper logs to `wandb.run`, which "create_new" runs do not set, so we build the `Span` tree
+  (run = parent, one child per step) and log `WBTraceTree(root)` with `run.log` ourselves.
+- Steps are only collected while the run goes; everything is logged once on RunFinished. A run has
+  few steps, and one history row holding the trace and the table keeps the wandb run simple.
+- Every string goes through `redact` (if given) and values under credential-like keys are masked,
+  although the config arrives already redacted. Console capture is off: it could not be redacted.
+- A wandb failure must not break the run: the EventBus reports hook exceptions, and `finish()` is
+  attempted even when logging fails.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from ..engine.events import Event, RunFinished, RunStarted, StepEnded, StepRecord
+from ..errors import MissingExtraError
+
+STEP_COLUMNS = ["id", "module", "status", "provider", "model", "input_tokens", "output_tokens", "cost_usd",
+                "duration_s", "error"]
+_SECRET_KEY = re.compile(r"api[_-]?key|secret|password|authorization|bearer", re.IGNORECASE)
+
+
+def _ms(timestamp: float | None) -> int | None:
+    return int(timestamp * 1000) if timestamp is not None else None
+
+
+class WandbHook:
+    """A hook that mirrors a run into Weights & Biases."""
+
+    def __init__(self, project: str, entity: str | None = None, mode: str | None = None,
+                 redact: Callable[[str], str] | None = None) -> None:
+        try:
+            import wandb
+        except ImportError as exc:
+            raise MissingExtraError("wandb is not installed", hint='pip install "orchestrai[wandb]"') from exc
+        self._wandb = wandb
+        self.project, self.entity, self.mode = project, entity, mode
+        self._redact = redact
+        self.run: Any = None
+        self._started: RunStarted | None = None
+        self._steps: dict[str, StepRecord] = {}
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._start(event)
+        elif isinstance(event, StepEnded) and self.run is not None:
+            self._steps[event.record.id] = event.record
+        elif isinstance(event, RunFinished) and self.run is not None:
+            self._finish(event)
+
+    def _start(self, event: RunStarted) -> None:
+        self._started, self._steps = event, {}
+        config = {"pipeline": event.pipeline, "run_id": event.run_id, "orchestrai_config": event.config}
+        self.run = self._wandb.init(project=self.project, entity=self.entity, mode=self.mode,
+                                    name=self._clean(f"{event.pipeline}-{event.run_id}"), config=self._clean(config),
+                                    reinit="create_new", settings=self._wandb.Settings(console="off"))
+
+    def _finish(self, event: RunFinished) -> None:
+        from wandb.sdk.data_types.trace_tree import WBTraceTree
+
+        run, self.run = self.run, None
+        try:
+            for record in event.records:  # steps that never reached StepEnded still belong in the trace
+                self._steps.setdefault(record.id, record)
+            steps = list(self._steps.values())
+            table = self._wandb.Table(columns=STEP_COLUMNS, data=[self._clean(self._row(r)) for r in steps])
+            run.log({"trace": WBTraceTree(self._root_span(event, steps)), "steps": table})
+            totals = event.totals
+            run.summary.update({"status": event.status, "input_tokens": totals.input_tokens,
+                                "output_tokens": totals.output_tokens, "cost_usd": totals.cost_usd,
+                                "cost_complete": totals.cost_complete, "duration_s": totals.duration_s})
+        finally:
+            run.finish(exit_code=0 if event.status == "completed" else 1)
+
+    def _root_span(self, event: RunFinished, steps: list[StepRecord]) -> Any:
+        from wandb.sdk.data_types.trace_tree import Result, Span, SpanKind, StatusCode
+
+        assert self._started is not None
+        root = Span(name=self._clean(self._started.pipeline), span_kind=SpanKind.CHAIN,
+                    status_code=StatusCode.SUCCESS if event.status == "completed" else StatusCode.ERROR,
+                    status_message=event.status, start_time_ms=_ms(self._started.started_at),
+                    end_time_ms=_ms(event.finished_at),
+                    attributes={"run_id": event.run_id, "input_tokens": event.totals.input_tokens,
+                                "output_tokens": event.totals.output_tokens, "cost_usd": event.totals.cost_usd})
+        for r in steps:
+            ok = r.status in ("completed", "skipped")
+            root.add_child_span(Span(
+                name=r.id, span_kind=SpanKind.LLM if r.provider else SpanKind.TOOL,
+                status_code=StatusCode.SUCCESS if ok else StatusCode.ERROR,
+                status_message=self._clean(r.error or r.status),
+                start_time_ms=_ms(r.started_at), end_time_ms=_ms(r.finished_at),
+                attributes=self._clean({**dict(zip(STEP_COLUMNS, self._row(r))), "calls": r.calls,
+                                         "attempts": len(r.attempts)}),
+                results=[Result(inputs=self._clean(dict(r.inputs)), outputs=self._clean({r.output_name: r.output}))]))
+        return root
+
+    @staticmethod
+    def _row(r: StepRecord) -> list[Any]:
+        """One step as a table row, in STEP_COLUMNS order."""
+        duration = round(r.duration_s, 4) if r.duration_s is not None else None
+        return [r.id, r.module, r.status, r.provider, r.model, r.usage.input_tokens, r.usage.output_tokens,
+                r.cost_usd, duration, r.error]
+
+    def _clean(self, value: Any) -> Any:
+        """Redact every string and mask credential-like keys, through dicts and lists."""
+        if isinstance(value, str):
+            return self._redact(value) if self._redact else value
+        if isinstance(value, dict):
+            return {k: "***" if _SECRET_KEY.search(str(k)) else self._clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._clean(v) for v in value]
+        return value
