@@ -13,7 +13,7 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
     provider: str | None = Field(None, description="A provider name from config.yml (openai, anthropic, echo, or one you add); inferred from the model when absent.")
-    model: str | None = Field(None, description="Model name, e.g. gpt-4o-mini or claude-sonnet-4-5.")
+    model: str | None = Field(None, description="Model name, e.g. gpt-4o-mini or claude-haiku-4-5.")
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
 
@@ -39,7 +39,7 @@ def infer_provider(settings: dict[str, Any]) -> str:
     return "anthropic" if model.startswith("claude") else "openai"
 
 
-DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "echo": "echo"}
+DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "echo": "echo"}
 
 
 def default_model(provider_type: str) -> str | None:

@@ -47,10 +47,12 @@ Public API
     appends ``/v1/messages`` itself). ``port``: the bound port.
 
     ``requests: list[RecordedRequest]``: every request received, in arrival order, including the
-    ones answered with an error (401, 404, ...).
+    ones answered with an error (401, 404, ...). ``queued``: a copy of the replies still queued.
     ``max_in_flight: int``: the highest number of requests handled at the same time.
     ``in_flight_log: list[tuple[float, float, str]]``: ``(start, end, path)`` per finished request,
-    in ``time.monotonic()`` seconds; ``end`` is after the last byte (of a stream too) was written.
+    in ``time.monotonic()`` seconds. ``end`` is taken just before the last write of the response
+    (the body, or a stream's final chunk), so once a client holds a whole response, its entry is
+    in the log and it no longer counts as in flight.
     ``connections_opened: int``: TCP connections accepted so far (to check keep-alive reuse).
     ``latency_s`` and ``default_reply`` may be changed while the server runs.
 
@@ -78,7 +80,7 @@ Public API
 
 ``RecordedRequest`` (frozen dataclass): ``path`` (as sent, with any query string), ``headers``
     (lower-cased keys), ``body`` (parsed JSON object; ``{}`` when there was none or it was not a
-    JSON object), ``raw_body`` (the bytes received), ``received_at`` (``time.monotonic()``).
+    JSON object), ``received_at`` (``time.monotonic()``), ``method``, ``raw_body`` (bytes).
     Helpers: ``.model``, ``.messages`` (the ``messages`` list of either API), ``.system`` (the
     Anthropic ``system`` field, or the OpenAI system/developer message content, as text; else
     ``None``), ``.stream`` (bool), ``.api`` (``"openai"``, ``"anthropic"`` or ``None``),
@@ -89,13 +91,23 @@ Replies when nothing is queued: ``default_reply`` if set, else
 characters of the system prompt and all message contents // 4, completion tokens =
 ``len(reply) // 4``, each at least 1. The finish reason is always ``"stop"`` / ``"end_turn"``
 (``max_tokens`` is not enforced), and there are no tool calls.
+
+Notes on the SDKs (openai 3.x on httpx2, anthropic 2.x)
+-------------------------------------------------------
+* With ``max_retries > 0`` both SDKs retry 408/409/429/5xx. They ignore ``Retry-After: 0`` (only a
+  delay > 0 counts) and back off ~0.5 s instead; send ``{"retry-after-ms": "1"}`` for a fast retry,
+  or ``{"x-should-retry": "false"}`` to forbid one.
+* The anthropic SDK maps 503 to ``ServiceUnavailableError``, 504 to ``GatewayTimeoutError`` and
+  529 to ``OverloadedError``, all subclasses of ``InternalServerError``.
+* The async openai client drains a stream after ``[DONE]`` and keeps the connection; the sync one
+  closes it, so a sync client opens a new connection after each stream (harmless).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
-import secrets
 import socket
 import string
 import sys
@@ -159,11 +171,14 @@ _ANTHROPIC_ERROR_TYPES = {
 
 _ALNUM = string.ascii_letters + string.digits
 
-ErrorRule = Callable[["int", "RecordedRequest"], Any]
+ErrorRule = Callable[[int, "RecordedRequest"], Any]
+
+
+_RNG = random.Random()
 
 
 def _rand(n: int) -> str:
-    return "".join(secrets.choice(_ALNUM) for _ in range(n))
+    return "".join(_RNG.choices(_ALNUM, k=n))
 
 
 def _text_of(content: Any) -> str:
@@ -283,6 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     disable_nagle_algorithm = True
     server: _Server
+    mark_done: Callable[[], None] = staticmethod(lambda: None)
 
     def setup(self) -> None:
         super().setup()
@@ -295,6 +311,9 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         finally:
             self.server.fake._unregister_connection(self.connection)
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
         pass
@@ -464,12 +483,23 @@ class FakeLLMServer:
             self.requests.append(record)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        done = False
+
+        def mark_done() -> None:
+            # Called just before the last write of the response (and again, as a no-op, at the end),
+            # so the bookkeeping is complete by the time a client holds the whole response.
+            nonlocal done
+            if not done:
+                done = True
+                with self._lock:
+                    self._in_flight -= 1
+                    self.in_flight_log.append((received_at, time.monotonic(), h.path))
+
+        h.mark_done = mark_done
         try:
             self._respond(h, index, record, body_ok)
         finally:
-            with self._lock:
-                self._in_flight -= 1
-                self.in_flight_log.append((received_at, time.monotonic(), h.path))
+            mark_done()
 
     @staticmethod
     def _read_body(h: _Handler) -> bytes:
@@ -807,6 +837,7 @@ class FakeLLMServer:
         self._start_response(h, status, "application/json", extra or {})
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
+        h.mark_done()
         h.wfile.write(data)
 
     def _send_sse(self, h: _Handler, events: list[bytes], extra: dict[str, str]) -> None:
@@ -821,8 +852,11 @@ class FakeLLMServer:
         h.end_headers()
         for data in events:
             h.wfile.write(b"%X\r\n%s\r\n" % (len(data), data) if chunked else data)
+        h.mark_done()
         if chunked:
             h.wfile.write(b"0\r\n\r\n")
+        else:
+            h.wfile.flush()
 
     def _send_models(self, h: _Handler, api: str) -> None:
         self._send_json(h, 200, self._models_payload(api))

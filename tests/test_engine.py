@@ -133,7 +133,7 @@ def test_unset_env_reference_in_config_is_named(project: Path) -> None:
     write(project / "p.yml", """
         pipeline:
           - {module: start_module, output_name: request}
-          - {module: translator, inputs: [request], output_name: t, model_config: {model: claude-sonnet-4-5}}
+          - {module: translator, inputs: [request], output_name: t, model_config: {model: claude-haiku-4-5}}
         """)
     with pytest.raises(ConfigError) as caught:
         run_library("p.yml", inputs={"request": "R"})

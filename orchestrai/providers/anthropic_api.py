@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from ..errors import MissingExtraError
-from .base import Completion, Message, TokenCallback, Usage, provider_params, split_system
+from .base import Completion, Message, TokenCallback, Usage, fit_to_signature, provider_params, split_system
 from .sdk_errors import translate
 
 DEFAULT_MAX_TOKENS = 4096  # the Messages API requires max_tokens; this is our default when unset
@@ -38,9 +38,11 @@ class AnthropicProvider:
         started = time.perf_counter()
         try:
             if on_token is None:
-                response = await self._client.messages.create(**request)
+                create = self._client.messages.create
+                response = await create(**fit_to_signature(create, request))
             else:
-                async with self._client.messages.stream(**request) as stream:
+                open_stream = self._client.messages.stream
+                async with open_stream(**fit_to_signature(open_stream, request)) as stream:
                     async for text in stream.text_stream:
                         on_token(text)
                     response = await stream.get_final_message()

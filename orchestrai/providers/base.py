@@ -55,6 +55,22 @@ def provider_params(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in OUR_KEYS and v is not None}
 
 
+def fit_to_signature(function: Callable[..., Any], request: dict[str, Any]) -> dict[str, Any]:
+    """Move parameters the SDK method does not name into `extra_body`, so they still reach the server.
+
+    SDK releases add and drop named parameters (anthropic 2.x no longer names `temperature`), and
+    OpenAI-compatible servers take their own (vLLM's `top_k`); the wire format accepts them all.
+    """
+    import inspect
+
+    named = set(inspect.signature(function).parameters)
+    known = {k: v for k, v in request.items() if k in named}
+    extra = {k: v for k, v in request.items() if k not in named}
+    if extra:
+        known["extra_body"] = {**known.get("extra_body", {}), **extra}
+    return known
+
+
 def split_system(messages: list[Message]) -> tuple[str | None, list[Message]]:
     """Separate system messages (joined) from the conversation, as Anthropic wants them."""
     system = [m.content for m in messages if m.role == "system"]

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from ..errors import MissingExtraError
-from .base import Completion, Message, TokenCallback, Usage, provider_params
+from .base import Completion, Message, TokenCallback, Usage, fit_to_signature, provider_params
 from .sdk_errors import translate
 
 
@@ -33,7 +33,7 @@ class OpenAIProvider:
         started = time.perf_counter()
         try:
             if on_token is None:
-                response = await self._client.chat.completions.create(**request)
+                response = await self._create(**request)
                 text = response.choices[0].message.content or ""
                 usage, raw_id, model = _usage(response.usage), response.id, response.model or model
             else:
@@ -43,7 +43,7 @@ class OpenAIProvider:
         return Completion(text, usage, model, self.name, time.perf_counter() - started, raw_id)
 
     async def _stream(self, request: dict[str, Any], on_token: TokenCallback) -> tuple[str, Usage, str | None, str]:
-        stream = await self._client.chat.completions.create(**request, stream=True, stream_options={"include_usage": True})
+        stream = await self._create(**request, stream=True, stream_options={"include_usage": True})
         parts: list[str] = []
         usage, raw_id, model = Usage(), None, request["model"]
         async for chunk in stream:
@@ -56,6 +56,10 @@ class OpenAIProvider:
                     parts.append(delta)
                     on_token(delta)
         return "".join(parts), usage, raw_id, model
+
+    async def _create(self, **request: Any) -> Any:
+        create = self._client.chat.completions.create
+        return await create(**fit_to_signature(create, request))
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -1,7 +1,8 @@
 """Model prices in USD per 1M tokens. Unknown models cost None, never a guess.
 
-Built-in entries are list prices as published by OpenAI and Anthropic (checked 2026-11); override
-or add any model under `pricing:` in config.yml. A dated snapshot name (gpt-4o-2024-08-06,
+Built-in entries are the list prices OpenAI and Anthropic published for these models; newer models
+are deliberately absent rather than guessed. Override or add any model under `pricing:` in
+config.yml. A dated snapshot name (gpt-4o-2024-08-06,
 claude-3-5-haiku-20241022) is priced as its family: the longest built-in name it starts with.
 """
 
