@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..redact import Redactor
 from ..engine.events import Hook
 from ..engine.runner import RunOptions, RunResult, run_pipeline, start_inputs_needed
 from ..observe.memory_log import MemoryLog
@@ -48,7 +49,7 @@ def run_command(request: RunRequest) -> int:
     inputs = parse_inputs(request.inputs, request.input_files)
     _ask_for_missing_inputs(inputs, start_inputs_needed(graph, project.registry))
     console = stderr_console()
-    memory_log = MemoryLog(request.log_dir or project.config.log_dir)
+    memory_log = MemoryLog(request.log_dir or project.config.log_dir, redact=Redactor(project.config.secrets()))
     hooks: list[Hook] = [memory_log, *_display_hooks(request, console), *_wandb_hooks(request, project)]
     options = RunOptions(run_inputs=inputs, dry_run=request.dry_run, stream=request.stream,
                          max_concurrency=request.max_concurrency)
@@ -98,7 +99,6 @@ def _wandb_hooks(request: RunRequest, project: Project) -> list[Hook]:
     settings = project.config.file.wandb
     if not (request.use_wandb or settings.enabled):
         return []
-    from ..engine.context import Redactor
     from ..observe.wandb_hook import WandbHook
 
     return [WandbHook(settings.project, settings.entity, settings.mode, redact=Redactor(project.config.secrets()))]

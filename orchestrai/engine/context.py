@@ -16,20 +16,8 @@ from ..pipeline.spec import Step
 from ..providers.base import Completion, Message, TokenCallback
 from ..providers.pool import ProviderPool
 from ..providers.pricing import PriceTable
+from ..redact import Redactor
 from .events import CallFinished, EventBus, StepRecord, StepRetrying, StepToken
-
-
-class Redactor:
-    """Replaces every known secret in a text with '***' before it is stored or shown."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        # Short values would match ordinary text; real keys are long.
-        self.secrets = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
 
 
 @dataclass

@@ -14,7 +14,7 @@ import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from ..engine.events import Event, RunFinished, RunStarted, StepEnded, StepRecord
 
@@ -50,8 +50,11 @@ def step_json(record: StepRecord) -> dict[str, Any]:
 class MemoryLog:
     """A hook that journals each finished step and writes the whole log when the run ends."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, *, redact: Callable[[str], str] | None = None) -> None:
         self.log_dir = Path(log_dir)
+        # Applied to the serialized text, so no field (inputs a user typed a key into, a server's
+        # error message) can carry a secret into the file.
+        self.redact = redact or (lambda text: text)
         self.path: Path | None = None
         self._journal: IO[str] | None = None
         self._header: dict[str, Any] = {}
@@ -81,7 +84,7 @@ class MemoryLog:
     def _append(self, entry: dict[str, Any]) -> None:
         if self._journal is None:
             return
-        self._journal.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+        self._journal.write(self.redact(json.dumps(entry, ensure_ascii=False, default=str)) + "\n")
         # flush hands the line to the OS: it survives the process dying (SIGKILL included).
         self._journal.flush()
 
@@ -98,7 +101,7 @@ class MemoryLog:
                        "duration_s": totals.duration_s},
             "steps": [step_json(record) for record in event.records],
         }
-        write_json_atomically(self.path, document)
+        write_json_atomically(self.path, self.redact(json.dumps(document, ensure_ascii=False, indent=1, default=str)))
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -106,11 +109,11 @@ class MemoryLog:
             self.journal_path.unlink(missing_ok=True)
 
 
-def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
+def write_json_atomically(path: Path, text: str) -> None:
     """Write to a temporary file, fsync, then rename over the target: readers see old or new, never half."""
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", encoding="utf-8") as handle:
-        json.dump(document, handle, ensure_ascii=False, indent=1, default=str)
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)

@@ -1,0 +1,70 @@
+"""Chameleon modules: prompt lookup, jinja2 rendering, the user message, and template errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import write
+from helpers import run_library
+from orchestrai.errors import PromptError
+from orchestrai.modules.base import ModuleRegistry, shipped_prompt_dir
+from orchestrai.modules.chameleon import ChameleonModule, user_message
+from scripted import ScriptedProvider
+
+
+def test_user_message_lists_inputs_then_supplement() -> None:
+    text = user_message({"request": "Hi", "plan": {"steps": [1]}}, "Spanish")
+    assert text == '## request\nHi\n\n## plan\n{\n  "steps": [\n    1\n  ]\n}\n\n## supplement\nSpanish'
+
+
+def test_template_sees_inputs_and_supplement(tmp_path: Path) -> None:
+    prompt = write(tmp_path / "p.md", "Lang={{ supplement }} req={{ request }} n={{ inputs|length }}")
+    module = ChameleonModule("p", prompt)
+    assert module.render({"request": "x"}, supplement="French", step_id="s") == "Lang=French req=x n=1"
+
+
+def test_runtime_template_error_names_file_and_line(tmp_path: Path) -> None:
+    prompt = write(tmp_path / "p.md", "fine\n{{ request.missing.deeper }}\n")
+    with pytest.raises(PromptError) as caught:
+        ChameleonModule("p", prompt).render({"request": "x"}, supplement=None, step_id="s")
+    assert f"{prompt}:2: prompt template error in step 's'" in str(caught.value)
+
+
+def test_sandbox_blocks_python_internals(tmp_path: Path) -> None:
+    prompt = write(tmp_path / "p.md", "{{ request.__class__.__mro__ }}")
+    with pytest.raises(PromptError):
+        ChameleonModule("p", prompt).render({"request": "x"}, supplement=None, step_id="s")
+
+
+def test_project_prompt_wins_over_shipped(project: Path) -> None:
+    write(project / "system_prompts" / "translator.md", "project translator\n")
+    registry = ModuleRegistry([project])
+    assert registry.prompt_path("translator") == project / "system_prompts" / "translator.md"
+    assert (shipped_prompt_dir() / "translator.md").is_file()
+
+
+def test_shipped_prompts_found_from_an_empty_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    registry = ModuleRegistry([tmp_path])
+    info = registry.resolve("task_planner")
+    assert info is not None and info.kind == "prompt"
+
+
+def test_txt_prompt_and_step_options_reach_the_model(project: Path) -> None:
+    write(project / "system_prompts" / "haiku.txt", "Write a haiku about {{ request }}.")
+    write(project / "p.yml", """
+        defaults: {model: gpt-4.1-mini, temperature: 0.9}
+        pipeline:
+          - {module: start_module, output_name: request}
+          - {module: haiku, inputs: [request], output_name: poem, model_config: {temperature: 0.1, seed: 7}}
+        """)
+    provider = ScriptedProvider(replies=["an old silent pond"])
+    result, _ = run_library("p.yml", inputs={"request": "autumn"}, providers={"openai": provider})
+    [call] = provider.calls
+    assert call.messages[0].content == "Write a haiku about autumn."
+    assert call.settings["model"] == "gpt-4.1-mini" and call.settings["temperature"] == 0.1 and call.settings["seed"] == 7
+    assert result.outputs["poem"] == "an old silent pond"
+    record = next(r for r in result.records if r.id == "poem")
+    assert record.cost_usd == pytest.approx((10 * 0.40 + 5 * 1.60) / 1e6)
