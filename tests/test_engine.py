@@ -185,3 +185,27 @@ def test_module_bug_fails_the_step_with_its_traceback(project: Path) -> None:
     boom = next(r for r in result.records if r.id == "boom")
     assert boom.status == "failed" and boom.error.startswith("ZeroDivisionError: division by zero")
     assert "crash.py" in boom.error
+
+
+def test_python_module_calls_the_model_through_ctx(project: Path) -> None:
+    write(project / "modules" / "one_word.py", """
+        from orchestrai import Message
+
+        async def run(ctx, inputs):
+            answer = await ctx.complete([Message("system", "Reply with one word."),
+                                         Message("user", inputs["request"])], temperature=0)
+            return answer.text.strip().lower()
+        """)
+    write(project / "p.yml", """
+        pipeline:
+          - {module: start_module, output_name: request}
+          - {module: one_word, inputs: [request], output_name: word, model_config: {model: gpt-4o, temperature: 0.9}}
+        """)
+    provider = ScriptedProvider(replies=["  YES "])
+    result, memory_log = run_library("p.yml", inputs={"request": "Is water wet?"}, providers={"openai": provider})
+    assert result.outputs["word"] == "yes"
+    [call] = provider.calls
+    assert call.settings["temperature"] == 0 and call.settings["model"] == "gpt-4o"
+    step = next(s for s in json.loads(memory_log.path.read_text())["steps"] if s["id"] == "word")
+    assert step["messages"][0] == {"role": "system", "content": "Reply with one word."}
+    assert step["usage"] == {"input_tokens": 10, "output_tokens": 5} and step["cost_usd"] > 0

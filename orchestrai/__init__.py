@@ -1,0 +1,51 @@
+"""orchestrai: run LLM pipelines written in YAML as a parallel DAG of modules.
+
+The public API is listed in `__all__`. Names are imported on first use, so `import orchestrai`
+(and `orchestrai --help`) stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Project": "orchestrai.project",
+    "load_config": "orchestrai.config",
+    "Config": "orchestrai.config",
+    "load_pipeline": "orchestrai.pipeline.loader",
+    "check_pipeline": "orchestrai.pipeline.loader",
+    "PipelineGraph": "orchestrai.pipeline.graph",
+    "run_pipeline": "orchestrai.engine.runner",
+    "run_pipeline_sync": "orchestrai.engine.runner",
+    "RunOptions": "orchestrai.engine.runner",
+    "RunResult": "orchestrai.engine.runner",
+    "StepContext": "orchestrai.engine.context",
+    "Hook": "orchestrai.engine.events",
+    "StepRecord": "orchestrai.engine.events",
+    "MemoryLog": "orchestrai.observe.memory_log",
+    "Module": "orchestrai.modules.base",
+    "ModuleRegistry": "orchestrai.modules.base",
+    "Message": "orchestrai.providers.base",
+    "Completion": "orchestrai.providers.base",
+    "Usage": "orchestrai.providers.base",
+    "Provider": "orchestrai.providers.base",
+    "OrchestraiError": "orchestrai.errors",
+    "ConfigError": "orchestrai.errors",
+    "PipelineError": "orchestrai.errors",
+    "ProviderError": "orchestrai.errors",
+    "ModuleError": "orchestrai.errors",
+    "ValidationFailed": "orchestrai.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'orchestrai' has no attribute {name!r}")
