@@ -20,7 +20,7 @@ _EXPORTS = {
     "PipelineGraph": "orchestrai.pipeline.graph",
     "run_pipeline": "orchestrai.engine.runner",
     "run_pipeline_sync": "orchestrai.engine.runner",
-    "RunOptions": "orchestrai.engine.runner",
+    "RunOptions": "orchestrai.engine.options",
     "RunResult": "orchestrai.engine.runner",
     "StepContext": "orchestrai.engine.context",
     "Hook": "orchestrai.engine.events",

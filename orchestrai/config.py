@@ -62,6 +62,8 @@ class ConfigFile(_Strict):
     pipeline: str | None = None
     pricing: dict[str, Price] = Field(default_factory=dict)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    workspace_dir: str = Field("generated_code", description="Where code-writing modules put each run's files.")
+    allow_execution: bool = Field(False, description="Run generated code without asking (like --yes).")
 
 
 @dataclass

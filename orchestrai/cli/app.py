@@ -55,12 +55,15 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; print only the result."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     use_wandb: bool = typer.Option(False, "--wandb", help="Send a trace of the run to Weights & Biases."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", help="Where generated code goes (default: generated_code/<run id>)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Allow running generated code without asking."),
+    no_exec: bool = typer.Option(False, "--no-exec", help="Never execute generated code (the debugger only reviews)."),
 ) -> None:
     """Run a pipeline."""
     from .runcmd import RunRequest, run_command
 
     code = run_command(RunRequest(pipeline, config, inputs, input_files, dry_run, stream, max_concurrency,
-                                  log_dir, quiet, as_json, use_wandb))
+                                  log_dir, quiet, as_json, use_wandb, workspace, yes, no_exec))
     raise typer.Exit(code)
 
 

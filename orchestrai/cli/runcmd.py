@@ -6,9 +6,10 @@ import asyncio
 import json
 import select
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import typer
 from rich.console import Console
@@ -16,7 +17,8 @@ from rich.markup import escape
 
 from ..redact import Redactor
 from ..engine.events import Hook
-from ..engine.runner import RunOptions, RunResult, run_pipeline, start_inputs_needed
+from ..engine.options import RunOptions
+from ..engine.runner import RunResult, run_pipeline, start_inputs_needed
 from ..observe.memory_log import MemoryLog
 from ..observe.progress import LiveProgress, PlainProgress, summary_table
 from ..project import Project
@@ -40,6 +42,9 @@ class RunRequest:
     quiet: bool
     as_json: bool
     use_wandb: bool
+    workspace: Path | None = None
+    yes: bool = False
+    no_exec: bool = False
 
 
 def run_command(request: RunRequest) -> int:
@@ -50,9 +55,12 @@ def run_command(request: RunRequest) -> int:
     _ask_for_missing_inputs(inputs, start_inputs_needed(graph, project.registry))
     console = stderr_console()
     memory_log = MemoryLog(request.log_dir or project.config.log_dir, redact=Redactor(project.config.secrets()))
-    hooks: list[Hook] = [memory_log, *_display_hooks(request, console), *_wandb_hooks(request, project)]
+    display = _display_hooks(request, console)
+    hooks: list[Hook] = [memory_log, *display, *_wandb_hooks(request, project)]
     options = RunOptions(run_inputs=inputs, dry_run=request.dry_run, stream=request.stream,
-                         max_concurrency=request.max_concurrency)
+                         max_concurrency=request.max_concurrency, workspace=request.workspace,
+                         allow_execution=request.yes or project.config.file.allow_execution, no_exec=request.no_exec,
+                         confirm=_terminal_confirm(display) if sys.stdin is not None and sys.stdin.isatty() else None)
     try:
         result = asyncio.run(run_pipeline(graph, project.config, project.registry, options, hooks))
     except KeyboardInterrupt:
@@ -76,6 +84,17 @@ def _ask_for_missing_inputs(inputs: dict[str, str], needed: list[str]) -> None:
         if piped is not None:
             inputs[missing[0]] = piped
     # Anything still missing is reported by the runner's preflight, with the flag to pass.
+
+
+def _terminal_confirm(display: list[Hook]) -> Callable[[str], bool]:
+    """A yes/no question on the terminal (the live view paused meanwhile), for consent to run generated code."""
+    live = next((hook for hook in display if isinstance(hook, LiveProgress)), None)
+
+    def confirm(question: str) -> bool:
+        with live.paused() if live is not None else nullcontext():
+            return typer.confirm(question, default=False, err=True)
+
+    return confirm
 
 
 def _stdin_has_data() -> bool:

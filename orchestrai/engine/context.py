@@ -17,6 +17,7 @@ from ..providers.base import Completion, Message, TokenCallback
 from ..providers.pool import ProviderPool
 from ..providers.pricing import PriceTable
 from ..redact import Redactor
+from .options import RunOptions
 from .events import CallFinished, EventBus, StepRecord, StepRetrying, StepToken
 
 
@@ -30,13 +31,20 @@ class RunContext:
     registry: ModuleRegistry
     providers: ProviderPool
     bus: EventBus
-    run_inputs: dict[str, Any] = field(default_factory=dict)
-    stream: bool = False
+    options: RunOptions = field(default_factory=RunOptions)
 
     def __post_init__(self) -> None:
         self.prices = PriceTable({name: (p.input, p.output) for name, p in self.config.file.pricing.items()})
         self.redact = Redactor(self.config.secrets())
         self.retry: RetryConfig = self.config.file.retry
+
+    @property
+    def run_inputs(self) -> dict[str, Any]:
+        return self.options.run_inputs
+
+    @property
+    def stream(self) -> bool:
+        return self.options.stream
 
 
 @dataclass

@@ -31,6 +31,7 @@ class StepRecord:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     calls: int = 0  # provider calls made (a Python module may make several)
+    details: dict[str, Any] = field(default_factory=dict)  # module-specific facts for the log (e.g. debugger iterations)
 
     @property
     def duration_s(self) -> float | None:

@@ -13,23 +13,11 @@ from ..config import Config
 from ..errors import InputError
 from ..modules.base import ModuleRegistry
 from ..pipeline.graph import PipelineGraph
-from ..providers.base import Provider
 from ..providers.pool import ProviderPool
 from .context import RunContext
+from .options import RunOptions
 from .events import EventBus, Hook, RunFinished, RunStarted, StepRecord, Totals
 from .scheduler import Scheduler
-
-
-@dataclass
-class RunOptions:
-    """How to run: inputs and the switches the CLI exposes."""
-
-    run_inputs: dict[str, Any] = field(default_factory=dict)
-    dry_run: bool = False  # every call goes to the echo provider
-    stream: bool = False
-    max_concurrency: int | None = None  # None: config's max_concurrency
-    run_id: str | None = None
-    providers: dict[str, Provider] = field(default_factory=dict)  # ready-made providers by name (tests, embedding)
 
 
 @dataclass
@@ -59,8 +47,7 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
     providers = ProviderPool(config, force="echo" if options.dry_run else None, preset=options.providers)
     _preflight(graph, registry, providers, options)
     bus = EventBus(hooks)
-    run = RunContext(options.run_id or new_run_id(), config, graph, registry, providers, bus,
-                     run_inputs=dict(options.run_inputs), stream=options.stream)
+    run = RunContext(options.run_id or new_run_id(), config, graph, registry, providers, bus, options)
     scheduler = Scheduler(run, max_concurrency=options.max_concurrency or config.file.max_concurrency)
     started = time.time()
     bus.emit(RunStarted(run.run_id, graph.pipeline.name, graph.pipeline.path,

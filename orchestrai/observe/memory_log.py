@@ -44,6 +44,7 @@ def step_json(record: StepRecord) -> dict[str, Any]:
         "duration_s": round(record.duration_s, 4) if record.duration_s is not None else None,
         "attempts": record.attempts,
         "error": record.error,
+        **({"details": record.details} if record.details else {}),
     }
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -73,6 +74,18 @@ class LiveProgress:
         elif isinstance(event, RunFinished) and self._live is not None:
             self._live.stop()
             self._live = None
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop redrawing while the user answers a question on the terminal."""
+        live = self._live
+        if live is not None:
+            live.stop()
+        try:
+            yield
+        finally:
+            if live is not None and self._live is live:
+                live.start()
 
     def _render(self) -> Group:
         tally = self.tally

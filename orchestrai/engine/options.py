@@ -1,0 +1,24 @@
+"""How to run a pipeline: the run's inputs and the switches the CLI exposes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass
+class RunOptions:
+    """Everything about one run that is not in the config or the pipeline file."""
+
+    run_inputs: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False  # every call goes to the echo provider
+    stream: bool = False
+    max_concurrency: int | None = None  # None: config's max_concurrency
+    run_id: str | None = None
+    providers: dict[str, Any] = field(default_factory=dict)  # ready-made providers by name (tests, embedding)
+    # For modules that write and run code (the engineering pipeline):
+    workspace: Path | None = None  # None: config workspace_dir / <run id>
+    allow_execution: bool = False  # --yes, or config allow_execution
+    no_exec: bool = False  # --no-exec: never execute generated code
+    confirm: Callable[[str], bool] | None = None  # asks the user on a TTY; None when nobody can answer
