@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from .errors import ConfigError, Problem, ValidationFailed
 from .modelconfig import ModelConfig
+from .policies import ProviderRateLimits, RetryConfig
 from .schema_errors import problems_from_validation_error
 from .yamlsrc import load_yaml
 
@@ -38,14 +39,6 @@ class WandbConfig(_Strict):
     mode: Literal["online", "offline", "disabled"] | None = None
 
 
-class RetryConfig(_Strict):
-    """How often a failed provider call is retried (rate limits, 5xx, timeouts, dropped connections)."""
-
-    max_attempts: int = Field(3, ge=1)
-    base_delay_s: float = Field(1.0, ge=0)
-    max_delay_s: float = Field(30.0, ge=0)
-
-
 class Price(_Strict):
     input: float = Field(ge=0, description="USD per 1M input tokens")
     output: float = Field(ge=0, description="USD per 1M output tokens")
@@ -62,6 +55,10 @@ class ConfigFile(_Strict):
     pipeline: str | None = None
     pricing: dict[str, Price] = Field(default_factory=dict)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    rate_limits: dict[str, ProviderRateLimits] = Field(default_factory=dict, description="Per provider name.")
+    budget_usd: float | None = Field(None, gt=0, description="Stop a run before it could spend more than this.")
+    cache: bool = Field(True, description="Reuse identical provider calls from the call cache.")
+    cache_dir: str | None = Field(None, description="Where the call cache lives (default: the user cache dir).")
     workspace_dir: str = Field("generated_code", description="Where code-writing modules put each run's files.")
     allow_execution: bool = Field(False, description="Run generated code without asking (like --yes).")
 
@@ -82,6 +79,13 @@ class Config:
     @property
     def log_dir(self) -> Path:
         return (self.base_dir / self.file.log_dir).resolve()
+
+    @property
+    def cache_dir(self) -> Path:
+        if self.file.cache_dir:
+            return (self.base_dir / self.file.cache_dir).resolve()
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "orchestrai"
 
     def provider_names(self) -> set[str]:
         return {"openai", "anthropic", "echo", *self.file.providers}
@@ -176,5 +180,9 @@ def parse_config(path: Path) -> tuple[Config | None, list[Problem]]:
     except ValidationError as exc:
         return None, problems_from_validation_error(exc, doc, what="config", model=ConfigFile)
     unset = {".".join(map(str, loc)): (var, doc.line_of(loc)) for loc, var in doc.unset_env.items()}
-    return Config(file, path=path, unset_env=unset), []
+    config = Config(file, path=path, unset_env=unset)
+    known = config.provider_names()
+    problems = [doc.problem(("rate_limits", name), f"rate_limits: unknown provider {name!r}",
+                            f"use one of {', '.join(sorted(known))}") for name in file.rate_limits if name not in known]
+    return (None, problems) if problems else (config, [])
 

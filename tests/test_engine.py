@@ -76,7 +76,7 @@ def test_failed_step_skips_dependants_and_independent_branch_finishes(project: P
     assert broken["error"].startswith("step 'broken': provider 'openai' rejected the API key (401)")
     assert len(broken["attempts"]) == 1, "401 is never retried"
     skipped = next(s for s in log["steps"] if s["id"] == "after_broken")
-    assert "depends on step 'broken'" in skipped["error"]
+    assert "needs 'broken' from step 'broken', which did not complete" in skipped["error"]
 
 
 def test_rate_limit_is_retried_and_attempts_recorded(project: Path) -> None:

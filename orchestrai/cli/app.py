@@ -58,12 +58,16 @@ def run(
     workspace: Optional[Path] = typer.Option(None, "--workspace", help="Where generated code goes (default: generated_code/<run id>)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Allow running generated code without asking."),
     no_exec: bool = typer.Option(False, "--no-exec", help="Never execute generated code (the debugger only reviews)."),
+    budget: Optional[float] = typer.Option(None, "--budget", min=0.000001, help="Stop before spending more than this many USD."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN", help="Reuse matching steps of an earlier run (id or log path)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer calls from the call cache."),
 ) -> None:
     """Run a pipeline."""
     from .runcmd import RunRequest, run_command
 
     code = run_command(RunRequest(pipeline, config, inputs, input_files, dry_run, stream, max_concurrency,
-                                  log_dir, quiet, as_json, use_wandb, workspace, yes, no_exec))
+                                  log_dir, quiet, as_json, use_wandb, workspace, yes, no_exec, budget, resume,
+                                  no_cache))
     raise typer.Exit(code)
 
 
@@ -134,6 +138,38 @@ def logs_show(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id (or
         sys.stdout.write(dump(log) + "\n")
     else:
         print_run(stdout_console(), path, log)
+
+
+cache_app = typer.Typer(help="The call cache: identical provider calls answered without a request.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("stats")
+@user_errors
+def cache_stats(config: Optional[Path] = ConfigOption) -> None:
+    """Where the cache is, how many calls it holds and its size."""
+    from ..cache import CallCache
+    from ..config import load_config
+    from .render import print_cache_stats, stdout_console
+
+    cache = CallCache(load_config(config).cache_dir)
+    print_cache_stats(stdout_console(), cache.stats())
+    cache.close()
+
+
+@cache_app.command("clear")
+@user_errors
+def cache_clear(config: Optional[Path] = ConfigOption) -> None:
+    """Delete every cached call."""
+    from ..cache import CallCache
+    from ..config import load_config
+
+    cache = CallCache(load_config(config).cache_dir)
+    removed = cache.clear()
+    cache.close()
+    if cache.problem:
+        raise OrchestraiError(cache.problem)
+    typer.echo(f"removed {removed} cached calls from {cache.path}")
 
 
 def _log_dir(config: Optional[Path], log_dir: Optional[Path]) -> Path:

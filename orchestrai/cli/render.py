@@ -48,12 +48,19 @@ def modules_table(modules: list[Any]) -> Table:
 
 
 def runs_table(runs: list[Any]) -> Table:
-    table = Table("started (UTC)", "run", "pipeline", "status", "steps", "tokens", "cost", show_edge=False)
+    table = Table("started (UTC)", "run", "pipeline", "status", "steps", "cached", "resumed", "tokens", "cost",
+                  show_edge=False)
     for run in runs:
         table.add_row(run.started_at[:19].replace("T", " "), run.run_id, run.pipeline, run.status,
-                      f"{run.steps_completed}/{run.steps}", f"{run.input_tokens + run.output_tokens:,}",
-                      f"${run.cost_usd:.4f}")
+                      f"{run.steps_completed}/{run.steps}", str(run.cached), str(run.resumed),
+                      f"{run.input_tokens + run.output_tokens:,}", f"${run.cost_usd:.4f}")
     return table
+
+
+def print_cache_stats(console: Console, stats: dict[str, Any]) -> None:
+    console.print(f"path: {stats['path']}\nentries: {stats['entries']}\nsize: {stats['bytes']:,} bytes", highlight=False)
+    if stats.get("problem"):
+        console.print(f"[red]{escape(stats['problem'])}[/]", highlight=False)
 
 
 def print_run(console: Console, path: Path, log: dict[str, Any]) -> None:

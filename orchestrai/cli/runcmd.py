@@ -18,14 +18,17 @@ from rich.markup import escape
 from ..redact import Redactor
 from ..engine.events import Hook
 from ..engine.options import RunOptions
+from ..engine.resume import ResumeSource
 from ..engine.runner import RunResult, run_pipeline, start_inputs_needed
+from ..observe.runs import find_run
 from ..observe.memory_log import MemoryLog
 from ..observe.progress import LiveProgress, PlainProgress, summary_table
 from ..project import Project
 from ..run_inputs import parse_inputs, read_piped_stdin
 from .render import stderr_console
 
-EXIT_CODES = {"completed": 0, "failed": 1, "interrupted": 130}
+# partial: only steps marked `critical: false` failed, so the run did its job.
+EXIT_CODES = {"completed": 0, "partial": 0, "failed": 1, "budget_exceeded": 3, "interrupted": 130}
 STDIN_WAIT_S = 1.0  # how long to wait for piped data before deciding stdin is empty
 
 
@@ -45,22 +48,31 @@ class RunRequest:
     workspace: Path | None = None
     yes: bool = False
     no_exec: bool = False
+    budget: float | None = None
+    resume: str | None = None
+    no_cache: bool = False
 
 
 def run_command(request: RunRequest) -> int:
     """Run one pipeline as the CLI does; returns the exit code."""
     project = Project.open(request.config)
-    graph = project.load(request.pipeline)
+    log_dir = request.log_dir or project.config.log_dir
+    resume = _resume_source(log_dir, request.resume) if request.resume else None
+    graph = project.load(request.pipeline or (Path(resume.pipeline_path) if resume and resume.pipeline_path else None))
     inputs = parse_inputs(request.inputs, request.input_files)
-    _ask_for_missing_inputs(inputs, start_inputs_needed(graph, project.registry))
+    needed = start_inputs_needed(graph, project.registry)
+    if resume is not None:  # inputs the earlier run had are reused, not asked for again
+        needed = [name for name in needed if not resume.completed_output(graph.steps[graph.producers[name]].id)[0]]
+    _ask_for_missing_inputs(inputs, needed)
     console = stderr_console()
-    memory_log = MemoryLog(request.log_dir or project.config.log_dir, redact=Redactor(project.config.secrets()))
+    memory_log = MemoryLog(log_dir, redact=Redactor(project.config.secrets()))
     display = _display_hooks(request, console)
     hooks: list[Hook] = [memory_log, *display, *_wandb_hooks(request, project)]
     options = RunOptions(run_inputs=inputs, dry_run=request.dry_run, stream=request.stream,
                          max_concurrency=request.max_concurrency, workspace=request.workspace,
                          allow_execution=request.yes or project.config.file.allow_execution, no_exec=request.no_exec,
-                         confirm=_terminal_confirm(display) if sys.stdin is not None and sys.stdin.isatty() else None)
+                         confirm=_terminal_confirm(display) if sys.stdin is not None and sys.stdin.isatty() else None,
+                         budget_usd=request.budget, use_cache=not request.no_cache, resume=resume)
     try:
         result = asyncio.run(run_pipeline(graph, project.config, project.registry, options, hooks))
     except KeyboardInterrupt:
@@ -68,6 +80,11 @@ def run_command(request: RunRequest) -> int:
         return EXIT_CODES["interrupted"]
     _report(request, console, result, memory_log.path)
     return EXIT_CODES.get(result.status, 1)
+
+
+def _resume_source(log_dir: Path, ref: str) -> ResumeSource:
+    path, log = find_run(log_dir, ref)
+    return ResumeSource.from_log(path, log)
 
 
 def _ask_for_missing_inputs(inputs: dict[str, str], needed: list[str]) -> None:
@@ -130,9 +147,14 @@ def _report(request: RunRequest, console: Console, result: RunResult, log_path: 
     if not request.quiet:
         console.print(summary_table(result.records, result.totals))
         console.print(f"run {result.run_id} {result.status}; log: {_shown(log_path)}", highlight=False)
+        rerun = {r.id: r.details["rerun_because"] for r in result.records if r.details.get("rerun_because")}
+        for step_id, reason in rerun.items():
+            console.print(f"  rerun {step_id}: {reason}", highlight=False)
+    if result.message:
+        console.print(f"[yellow]{escape(result.message)}[/]", highlight=False)
     if request.dry_run:
         _print_dry_run(result)
-    elif result.status == "completed":
+    elif result.status in ("completed", "partial"):
         _print_outputs(result)
 
 
@@ -140,6 +162,8 @@ def _print_outputs(result: RunResult) -> None:
     records = {r.id: r for r in result.records}
     finals = [records[step_id] for step_id in result.final_step_ids]
     for record in finals:
+        if not record.succeeded:
+            continue
         if len(finals) > 1:
             sys.stdout.write(f"## {record.output_name}\n")
         output = record.output if isinstance(record.output, str) else json.dumps(record.output, indent=2, default=str)
@@ -162,14 +186,16 @@ def json_summary(result: RunResult, log_path: Path | None) -> dict[str, Any]:
     return {
         "run_id": result.run_id,
         "status": result.status,
+        "message": result.message,
+        "notices": result.notices,
         "log": str(log_path) if log_path else None,
         "totals": {"input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens,
-                   "cost_usd": totals.cost_usd, "cost_complete": totals.cost_complete, "duration_s": totals.duration_s},
+                   "cost_usd": totals.cost_usd, "cost_complete": totals.cost_complete, "duration_s": totals.duration_s,
+                   "cached_steps": totals.cached_steps, "resumed_steps": totals.resumed_steps, "by_model": totals.by_model},
         "steps": [{"id": r.id, "status": r.status, "duration_s": r.duration_s, "input_tokens": r.usage.input_tokens,
                    "output_tokens": r.usage.output_tokens, "cost_usd": r.cost_usd, "error": r.error}
                   for r in result.records],
-        "outputs": {result.records[i].output_name: r.output for i, r in enumerate(result.records)
-                    if r.id in result.final_step_ids and r.status == "completed"},
+        "outputs": {r.output_name: r.output for r in result.records if r.id in result.final_step_ids and r.succeeded},
     }
 
 

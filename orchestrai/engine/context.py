@@ -1,4 +1,7 @@
-"""What a running step can reach: its inputs, the run's providers, and a retried, accounted `complete`."""
+"""What a running step can reach: its inputs, the run's providers, and `complete`, which makes one
+model call the way every call is made: cache, budget, rate limits, timeout, retries, fallbacks,
+accounting and events.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +11,20 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..config import Config, RetryConfig
+from ..budget import UNSET_MAX_TOKENS_ESTIMATE, Budget, BudgetExceeded, estimate_tokens, is_free, price_table
+from ..cache import CallCache, cache_key
+from ..config import Config
 from ..errors import ProviderError
 from ..modules.base import ModuleRegistry
 from ..pipeline.graph import PipelineGraph
 from ..pipeline.spec import Step
-from ..providers.base import Completion, Message, TokenCallback
+from ..policies import RetryConfig
+from ..providers.base import Completion, Message, Provider, TokenCallback
 from ..providers.pool import ProviderPool
-from ..providers.pricing import PriceTable
 from ..redact import Redactor
+from .events import CallFinished, EventBus, Notice, StepRecord, StepRetrying, StepToken
 from .options import RunOptions
-from .events import CallFinished, EventBus, StepRecord, StepRetrying, StepToken
+from .ratelimit import RateLimits, SlidingWindowLimiter
 
 
 @dataclass
@@ -32,11 +38,15 @@ class RunContext:
     providers: ProviderPool
     bus: EventBus
     options: RunOptions = field(default_factory=RunOptions)
+    budget: Budget = field(default_factory=lambda: Budget(None))
+    cache: CallCache | None = None
 
     def __post_init__(self) -> None:
-        self.prices = PriceTable({name: (p.input, p.output) for name, p in self.config.file.pricing.items()})
+        self.prices = price_table(self.config)
         self.redact = Redactor(self.config.secrets())
-        self.retry: RetryConfig = self.config.file.retry
+        self.rate_limits = RateLimits(self.config.file.rate_limits)
+        self.by_model: dict[str, dict[str, Any]] = {}
+        self._noticed: set[str] = set()
 
     @property
     def run_inputs(self) -> dict[str, Any]:
@@ -45,6 +55,12 @@ class RunContext:
     @property
     def stream(self) -> bool:
         return self.options.stream
+
+    def notice(self, text: str) -> None:
+        """Tell the user something once per run."""
+        if text not in self._noticed:
+            self._noticed.add(text)
+            self.bus.emit(Notice(self.redact(text)))
 
 
 @dataclass
@@ -60,51 +76,141 @@ class StepContext:
         return self.run.run_inputs
 
     async def complete(self, messages: list[Message], **overrides: Any) -> Completion:
-        """Call the step's model (settings overridable per call), with retries, events and accounting."""
-        settings = {**self.step.model_settings, **overrides}
+        """Call the step's model (settings overridable per call); fall back to `fallback_models` in order."""
+        self.record.messages.extend(asdict(m) for m in messages)
+        primary = {**self.step.model_settings, **overrides}
+        candidates = [primary, *({**primary, **fallback} for fallback in self.step.fallbacks)]
+        for position, settings in enumerate(candidates):
+            try:
+                return await self._complete_with(settings, messages)
+            except ProviderError as exc:
+                # A model that stays unavailable (retries exhausted, or unknown) hands over to the next.
+                if position == len(candidates) - 1 or not (exc.retryable or exc.kind == "not_found"):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _complete_with(self, settings: dict[str, Any], messages: list[Message]) -> Completion:
         provider = self.run.providers.get(settings["provider"], step=self.step.id)
         self.record.provider, self.record.model = provider.name, str(settings["model"])
-        self.record.messages.extend(asdict(m) for m in messages)
+        free = is_free(self.run.config, provider.name)
+        key = self._cache_key(provider, settings, messages)
+        if key is not None and self.run.cache is not None:
+            hit = self.run.cache.get(key)
+            self._report_cache_problem()
+            if hit is not None:
+                self._account(hit, 0.0, cached=True)
+                return hit
         on_token = self._token_sink() if self.run.stream else None
-        completion = await self._with_retries(provider, messages, settings, on_token)
-        cost = 0.0 if self.run.config.provider(provider.name).type == "echo" else \
-            self.run.prices.cost(completion.model, completion.usage.input_tokens, completion.usage.output_tokens)
+        completion = await self._with_retries(provider, messages, settings, on_token, free)
+        cost = 0.0 if free else self.run.prices.cost(completion.model, completion.usage.input_tokens,
+                                                     completion.usage.output_tokens)
+        if key is not None and self.run.cache is not None:
+            self.run.cache.put(key, completion)
+            self._report_cache_problem()
         self._account(completion, cost)
         return Completion(completion.text, completion.usage, completion.model, completion.provider,
                           completion.latency_s, completion.raw_id, cost)
 
-    async def _with_retries(self, provider: Any, messages: list[Message], settings: dict[str, Any],
-                            on_token: TokenCallback | None) -> Completion:
-        policy = self.run.retry
+    def _cache_key(self, provider: Provider, settings: dict[str, Any], messages: list[Message]) -> str | None:
+        config = self.run.config
+        if self.run.cache is None or not self.step.cache or config.provider(provider.name).type == "echo":
+            return None
+        return cache_key(config.provider(provider.name).type, getattr(provider, "base_url", None),
+                         {k: v for k, v in settings.items() if k != "provider"}, messages)
+
+    async def _with_retries(self, provider: Provider, messages: list[Message], settings: dict[str, Any],
+                            on_token: TokenCallback | None, free: bool) -> Completion:
+        policy = self.run.config.file.retry.merged(self.step.retry)
+        model = str(settings["model"])
         for attempt in range(1, policy.max_attempts + 1):
             started = time.time()
             try:
-                completion = await provider.complete(messages, settings, on_token=on_token)
+                completion = await self._one_attempt(provider, messages, settings, on_token, free)
             except ProviderError as exc:
                 error = self.run.redact(exc.message)
                 retry = exc.retryable and attempt < policy.max_attempts
                 wait = backoff(policy, attempt, exc.retry_after_s) if retry else 0.0
-                self.record.attempts.append({"attempt": attempt, "started_at": started, "error": error,
-                                             "kind": exc.kind, "wait_s": round(wait, 3)})
+                self.record.attempts.append({"attempt": attempt, "model": model, "started_at": started,
+                                             "error": error, "kind": exc.kind, "wait_s": round(wait, 3)})
                 if not retry:
                     tried = f" after {attempt} attempts" if attempt > 1 else ""
                     raise ProviderError(f"step {self.step.id!r}: {error}{tried}", kind=exc.kind, hint=exc.hint) from None
                 self.run.bus.emit(StepRetrying(self.step.id, attempt, error, wait))
                 await asyncio.sleep(wait)
                 continue
-            self.record.attempts.append({"attempt": attempt, "started_at": started,
+            self.record.attempts.append({"attempt": attempt, "model": model, "started_at": started,
                                          "latency_s": round(completion.latency_s, 4)})
             return completion
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
-    def _account(self, completion: Completion, cost: float | None) -> None:
+    async def _one_attempt(self, provider: Provider, messages: list[Message], settings: dict[str, Any],
+                           on_token: TokenCallback | None, free: bool) -> Completion:
+        """One call: reserve its worst-case cost, wait for the rate limits, then call with the step's timeout."""
+        model = str(settings["model"])
+        max_tokens = int(settings.get("max_tokens") or UNSET_MAX_TOKENS_ESTIMATE)
+        tokens = estimate_tokens(sum(len(m.content) for m in messages)) + max_tokens
+        worst = None if free else self.run.prices.cost(model, tokens - max_tokens, max_tokens)
+        self._check_step_budget(worst, model)
+        reservation = self.run.budget.reserve(worst, step_id=self.step.id, model=model)
+        permits = await self._acquire(provider.name, model, tokens)
+        completion = None
+        try:
+            call = provider.complete(messages, settings, on_token=on_token)
+            completion = await (asyncio.wait_for(call, self.step.timeout_s) if self.step.timeout_s else call)
+            return completion
+        except asyncio.TimeoutError:
+            raise ProviderError(f"provider {provider.name!r} did not answer within the step's timeout_s="
+                                f"{self.step.timeout_s:g}", kind="timeout") from None
+        finally:
+            used = completion.usage.input_tokens + completion.usage.output_tokens if completion else None
+            for limiter, permit in permits:
+                limiter.release(permit, used)
+            cost = None if completion is None or free else self.run.prices.cost(
+                completion.model, completion.usage.input_tokens, completion.usage.output_tokens)
+            self.run.budget.settle(reservation, cost)
+
+    async def _acquire(self, provider: str, model: str, tokens: int) -> list[tuple[SlidingWindowLimiter, Any]]:
+        permits: list[tuple[SlidingWindowLimiter, Any]] = []
+        priority = (-self.step.priority, self.step.index)
+        try:
+            for limiter in self.run.rate_limits.limiters_for(provider, model):
+                permits.append((limiter, await limiter.acquire(tokens, priority)))
+        except BaseException:
+            for limiter, permit in permits:
+                limiter.release(permit, None)
+            raise
+        return permits
+
+    def _check_step_budget(self, worst: float | None, model: str) -> None:
+        limit = self.step.max_cost_usd
+        if limit is None or worst is None:
+            return
+        spent = self.record.cost_usd or 0.0
+        if spent + worst > limit:
+            raise BudgetExceeded(f"step {self.step.id!r}: a call to {model} could cost up to ${worst:.4f}; with "
+                                 f"${spent:.4f} spent that could cross its max_cost_usd of ${limit:.4f}",
+                                 hint="raise the step's max_cost_usd or lower its max_tokens")
+
+    def _account(self, completion: Completion, cost: float | None, *, cached: bool = False) -> None:
         record = self.record
         known = record.calls == 0 or record.cost_usd is not None
         record.calls += 1
+        record.cache_hits += cached
         record.usage = record.usage + completion.usage
         record.cost_usd = (record.cost_usd or 0.0) + cost if (cost is not None and known) else None
+        model = self.run.by_model.setdefault(completion.model, {"calls": 0, "cached_calls": 0, "input_tokens": 0,
+                                                                "output_tokens": 0, "cost_usd": 0.0})
+        model["calls"] += 1
+        model["cached_calls"] += cached
+        model["input_tokens"] += completion.usage.input_tokens
+        model["output_tokens"] += completion.usage.output_tokens
+        model["cost_usd"] = None if cost is None or model["cost_usd"] is None else model["cost_usd"] + cost
         self.run.bus.emit(CallFinished(self.step.id, completion.provider, completion.model, completion.usage,
-                                       cost, completion.latency_s))
+                                       cost, completion.latency_s, cached))
+
+    def _report_cache_problem(self) -> None:
+        if self.run.cache is not None and self.run.cache.problem:
+            self.run.notice(self.run.cache.problem)
 
     def _token_sink(self) -> TokenCallback:
         emit, step_id = self.run.bus.emit, self.step.id
@@ -112,7 +218,7 @@ class StepContext:
 
 
 def backoff(policy: RetryConfig, attempt: int, retry_after_s: float | None) -> float:
-    """Exponential backoff with jitter (half to all of the ceiling); a server's Retry-After wins when it asks for longer."""
+    """Exponential backoff with jitter; a server's Retry-After wins when it asks for longer."""
     ceiling = min(policy.max_delay_s, policy.base_delay_s * 2 ** (attempt - 1))
-    wait = random.uniform(ceiling / 2, ceiling)
+    wait = ceiling - random.uniform(0, ceiling * policy.jitter)
     return max(wait, min(retry_after_s, policy.max_delay_s)) if retry_after_s is not None else wait

@@ -10,6 +10,9 @@ from ..providers.base import Usage
 
 log = logging.getLogger("orchestrai")
 
+# A step that produced its output: ran, answered from the call cache, or reused from an earlier run.
+SUCCESS = frozenset({"completed", "cached", "resumed"})
+
 
 @dataclass
 class StepRecord:
@@ -18,7 +21,7 @@ class StepRecord:
     id: str
     module: str
     output_name: str
-    status: str = "pending"  # completed | failed | skipped | interrupted
+    status: str = "pending"  # completed | cached | resumed | failed | skipped | interrupted
     inputs: dict[str, Any] = field(default_factory=dict)
     output: Any = None
     provider: str | None = None
@@ -31,7 +34,13 @@ class StepRecord:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     calls: int = 0  # provider calls made (a Python module may make several)
+    cache_hits: int = 0  # calls answered from the call cache
+    fingerprint: str | None = None  # what resume compares: module, prompt, settings, options
     details: dict[str, Any] = field(default_factory=dict)  # module-specific facts for the log (e.g. debugger iterations)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status in SUCCESS
 
     @property
     def duration_s(self) -> float | None:
@@ -49,6 +58,7 @@ class RunStarted:
     started_at: float
     config: dict[str, Any]  # secrets already redacted
     versions: dict[str, str]
+    resumed_from: str | None = None  # the run id this run reuses steps from
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,7 @@ class CallFinished:
     usage: Usage
     cost_usd: float | None
     latency_s: float
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,13 @@ class StepRetrying:
     attempt: int
     error: str
     wait_s: float
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that is not a step's own outcome (e.g. the cache was bypassed)."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -100,18 +118,22 @@ class Totals:
     cost_usd: float
     cost_complete: bool  # False when some model had no known price
     duration_s: float
+    by_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> calls, tokens, cost
+    cached_steps: int = 0
+    resumed_steps: int = 0
 
 
 @dataclass(frozen=True)
 class RunFinished:
     run_id: str
-    status: str  # completed | failed | interrupted
+    status: str  # completed | partial | failed | budget_exceeded | interrupted
     finished_at: float
     totals: Totals
     records: tuple[StepRecord, ...]
+    message: str | None = None  # e.g. what a budget stop spent and what did not run
 
 
-Event = RunStarted | StepStarted | StepToken | CallFinished | StepRetrying | StepEnded | RunFinished
+Event = RunStarted | StepStarted | StepToken | CallFinished | StepRetrying | Notice | StepEnded | RunFinished
 
 
 class Hook(Protocol):

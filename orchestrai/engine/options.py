@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .resume import ResumeSource
 
 
 @dataclass
@@ -17,6 +20,9 @@ class RunOptions:
     max_concurrency: int | None = None  # None: config's max_concurrency
     run_id: str | None = None
     providers: dict[str, Any] = field(default_factory=dict)  # ready-made providers by name (tests, embedding)
+    budget_usd: float | None = None  # --budget: overrides the pipeline's and config's budget_usd
+    use_cache: bool = True  # --no-cache turns the call cache off for this run
+    resume: ResumeSource | None = None  # --resume: reuse matching steps of an earlier run
     # For modules that write and run code (the engineering pipeline):
     workspace: Path | None = None  # None: config workspace_dir / <run id>
     allow_execution: bool = False  # --yes, or config allow_execution

@@ -9,25 +9,29 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..budget import Budget, unpriced_models
+from ..cache import CallCache
 from ..config import Config
-from ..errors import InputError
+from ..errors import InputError, Problem, ValidationFailed
 from ..modules.base import ModuleRegistry
 from ..pipeline.graph import PipelineGraph
 from ..providers.pool import ProviderPool
 from .context import RunContext
 from .options import RunOptions
-from .events import EventBus, Hook, RunFinished, RunStarted, StepRecord, Totals
+from .events import EventBus, Hook, Notice, RunFinished, RunStarted, StepRecord, Totals
 from .scheduler import Scheduler
 
 
 @dataclass
 class RunResult:
     run_id: str
-    status: str
+    status: str  # completed | partial | failed | budget_exceeded | interrupted
     records: list[StepRecord]
     outputs: dict[str, Any]  # by output_name
     totals: Totals
     final_step_ids: list[str]
+    message: str | None = None  # what a budget stop spent and what did not run
+    notices: list[str] = field(default_factory=list)
 
 
 def start_inputs_needed(graph: PipelineGraph, registry: ModuleRegistry) -> list[str]:
@@ -45,27 +49,67 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
     """Run every step of `graph`; finished steps reach the hooks (memory log, progress) as they end."""
     options = options or RunOptions()
     providers = ProviderPool(config, force="echo" if options.dry_run else None, preset=options.providers)
-    _preflight(graph, registry, providers, options)
-    bus = EventBus(hooks)
-    run = RunContext(options.run_id or new_run_id(), config, graph, registry, providers, bus, options)
-    scheduler = Scheduler(run, max_concurrency=options.max_concurrency or config.file.max_concurrency)
+    _reuse_start_inputs(graph, registry, options)
+    _preflight(graph, config, registry, providers, options)
+    notices = _NoticeCollector()
+    bus = EventBus([notices, *(hooks or [])])
+    budget_usd = options.budget_usd or graph.pipeline.budget_usd or config.file.budget_usd
+    cache = CallCache(config.cache_dir) if config.file.cache and options.use_cache and not options.dry_run else None
+    run = RunContext(options.run_id or new_run_id(), config, graph, registry, providers, bus, options,
+                     budget=Budget(budget_usd), cache=cache)
+    scheduler = Scheduler(run, max_concurrency=options.max_concurrency or config.file.max_concurrency,
+                          resume=options.resume)
     started = time.time()
     bus.emit(RunStarted(run.run_id, graph.pipeline.name, graph.pipeline.path,
-                        tuple(step.id for step in graph.pipeline.steps), started, config.redacted(), versions()))
-    status = "interrupted"
+                        tuple(step.id for step in graph.pipeline.steps), started, config.redacted(), versions(),
+                        resumed_from=options.resume.run_id if options.resume else None))
+    status, message = "interrupted", None
     try:
         status = await scheduler.execute()
     finally:
         records = list(scheduler.records.values())
-        totals = summarize(records, time.time() - started)
-        bus.emit(RunFinished(run.run_id, status, time.time(), totals, tuple(records)))
+        totals = summarize(records, time.time() - started, run.by_model)
+        if status == "budget_exceeded":
+            message = budget_message(run.budget, records)
+        bus.emit(RunFinished(run.run_id, status, time.time(), totals, tuple(records), message))
+        if cache is not None:
+            cache.close()
         await _close_quietly(providers)
-    outputs = {graph.steps[r.id].output_name: r.output for r in records if r.status == "completed"}
-    return RunResult(run.run_id, status, records, outputs, totals, graph.sinks())
+    outputs = {graph.steps[r.id].output_name: r.output for r in records if r.succeeded}
+    return RunResult(run.run_id, status, records, outputs, totals, graph.sinks(), message, notices.texts)
 
 
-def _preflight(graph: PipelineGraph, registry: ModuleRegistry, providers: ProviderPool, options: RunOptions) -> None:
-    """Fail before anything runs (or costs money): missing run inputs and missing API keys."""
+class _NoticeCollector:
+    """Keeps the run's notices for the result (the display hooks show them as they come)."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def on_event(self, event: Any) -> None:
+        if isinstance(event, Notice):
+            self.texts.append(event.text)
+
+
+def budget_message(budget: Budget, records: list[StepRecord]) -> str:
+    not_run = [r.id for r in records if r.status == "skipped"]
+    return (f"budget exceeded: spent ${budget.spent:.4f} of ${budget.limit_usd or 0:.2f}; "
+            f"not run: {', '.join(not_run) if not_run else 'nothing'}")
+
+
+def _reuse_start_inputs(graph: PipelineGraph, registry: ModuleRegistry, options: RunOptions) -> None:
+    """On resume, a run input not given again is the one the earlier run used."""
+    if options.resume is None:
+        return
+    for name in start_inputs_needed(graph, registry):
+        if name not in options.run_inputs:
+            found, value = options.resume.completed_output(graph.steps[graph.producers[name]].id)
+            if found:
+                options.run_inputs[name] = value
+
+
+def _preflight(graph: PipelineGraph, config: Config, registry: ModuleRegistry, providers: ProviderPool,
+               options: RunOptions) -> None:
+    """Fail before anything runs (or costs money): missing run inputs, missing API keys, unpriced models."""
     missing = [name for name in start_inputs_needed(graph, registry) if name not in options.run_inputs]
     if missing:
         flags = " ".join(f'--input {name}="..."' for name in missing)
@@ -74,9 +118,14 @@ def _preflight(graph: PipelineGraph, registry: ModuleRegistry, providers: Provid
         info = registry.resolve(step.module)
         if info is not None and info.uses_llm:
             providers.check_key(step.model_settings["provider"], step=step.id)
+    if options.budget_usd is not None and not options.dry_run:
+        problems = [Problem(graph.pipeline.path, int(step.location.rsplit(":", 1)[1]), message, hint)
+                    for step in graph.pipeline.steps for message, hint in unpriced_models(step, config, registry)]
+        if problems:
+            raise ValidationFailed(problems)
 
 
-def summarize(records: list[StepRecord], duration_s: float) -> Totals:
+def summarize(records: list[StepRecord], duration_s: float, by_model: dict[str, dict[str, Any]] | None = None) -> Totals:
     """Tokens and cost over all steps; cost_complete is False when some model had no known price."""
     used = [r for r in records if r.calls]
     return Totals(
@@ -85,6 +134,9 @@ def summarize(records: list[StepRecord], duration_s: float) -> Totals:
         cost_usd=round(sum(r.cost_usd or 0.0 for r in used), 6),
         cost_complete=all(r.cost_usd is not None for r in used),
         duration_s=round(duration_s, 3),
+        by_model=dict(by_model or {}),
+        cached_steps=sum(1 for r in records if r.status == "cached"),
+        resumed_steps=sum(1 for r in records if r.status == "resumed"),
     )
 
 

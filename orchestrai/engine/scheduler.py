@@ -2,7 +2,7 @@
 
 There is no layer-by-layer barrier: a slow step holds up only the steps that need its output.
 Completion is handled in task done-callbacks, so each finished step costs O(its successors),
-not a scan of everything running.
+not a scan of everything running. Ready steps start by priority (higher first), then file order.
 """
 
 from __future__ import annotations
@@ -13,31 +13,36 @@ import time
 import traceback
 from typing import Any
 
+from ..budget import BudgetExceeded
 from ..errors import OrchestraiError
 from .context import RunContext, StepContext
 from .events import StepEnded, StepRecord, StepStarted
+from .resume import Fingerprints, ResumeSource
 
 
 class Scheduler:
     """Runs every step of one graph under a concurrency cap; call `execute` once."""
 
-    def __init__(self, run: RunContext, *, max_concurrency: int) -> None:
+    def __init__(self, run: RunContext, *, max_concurrency: int, resume: ResumeSource | None = None) -> None:
         self.run = run
         self.graph = run.graph
         self.max_concurrency = max_concurrency
+        self.resume = resume
+        self.fingerprints = Fingerprints(run.registry)
         self.records: dict[str, StepRecord] = {
             step.id: StepRecord(step.id, step.module, step.output_name) for step in self.graph.pipeline.steps}
         self.outputs: dict[str, Any] = {}
+        self.stopped_by_budget = False
         self._waiting = dict(self.graph.predecessor_count)
-        self._ready: list[tuple[int, str]] = []  # heap of (file position, step id)
+        self._ready: list[tuple[int, int, str]] = []  # heap of (-priority, file position, step id)
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._finished = asyncio.Event()
 
     async def execute(self) -> str:
-        """Run to the end; returns the run status (completed, failed or interrupted)."""
+        """Run to the end; returns the run status."""
         for step_id, count in self._waiting.items():
             if count == 0:
-                heapq.heappush(self._ready, (self.graph.steps[step_id].index, step_id))
+                self._push_ready(step_id)
         self._fill()
         try:
             if self._running:
@@ -45,25 +50,49 @@ class Scheduler:
         except asyncio.CancelledError:
             await self._interrupt()
             raise
-        return "failed" if any(r.status == "failed" for r in self.records.values()) else "completed"
+        return self.status()
+
+    def status(self) -> str:
+        """completed, partial (only non-critical steps failed), failed, or budget_exceeded."""
+        if self.stopped_by_budget:
+            return "budget_exceeded"
+        failed = [self.graph.steps[r.id] for r in self.records.values() if r.status == "failed"]
+        if any(step.critical for step in failed):
+            return "failed"
+        return "partial" if failed else "completed"
+
+    def _push_ready(self, step_id: str) -> None:
+        step = self.graph.steps[step_id]
+        heapq.heappush(self._ready, (-step.priority, step.index, step_id))
 
     def _fill(self) -> None:
-        while self._ready and len(self._running) < self.max_concurrency:
-            _, step_id = heapq.heappop(self._ready)
+        while self._ready and len(self._running) < self.max_concurrency and not self.stopped_by_budget:
+            _, _, step_id = heapq.heappop(self._ready)
             task = asyncio.create_task(self._run_step(step_id), name=f"step:{step_id}")
             self._running[step_id] = task
             task.add_done_callback(lambda t, sid=step_id: self._on_done(sid, t))
-        if not self._running and not self._ready:
+        if self.stopped_by_budget and not self._running:
+            self._skip_everything_left("not run: the run's budget was exhausted")
+        if not self._running and (not self._ready or self.stopped_by_budget):
             self._finished.set()
 
     async def _run_step(self, step_id: str) -> Any:
         step = self.graph.steps[step_id]
         record = self.records[step_id]
         record.status, record.started_at = "running", time.time()
-        inputs = {name: self.outputs[name] for name in step.inputs}
+        inputs = {name: self.outputs[name] for name in step.all_inputs if name in self.outputs}
         record.inputs = inputs
-        self.run.bus.emit(StepStarted(step_id, step.module, record.started_at))
         module = self.run.registry.instance(step.module)
+        extra = getattr(module, "fingerprint_extra", None)
+        record.fingerprint = self.fingerprints.of(step, extra(step, self.run.run_inputs) if extra else None)
+        if self.resume is not None:
+            verdict = self.resume.check(step_id, record.fingerprint, inputs)
+            if verdict.reusable:
+                record.status = "resumed"
+                record.details["resumed_from"] = self.resume.run_id
+                return verdict.output
+            record.details["rerun_because"] = verdict.reason
+        self.run.bus.emit(StepStarted(step_id, step.module, record.started_at))
         return await module.run(StepContext(step, self.run, record), inputs)
 
     def _on_done(self, step_id: str, task: asyncio.Task[Any]) -> None:
@@ -74,42 +103,66 @@ class Scheduler:
         record.finished_at = time.time()
         error = task.exception()
         if error is None:
-            record.status, record.output = "completed", task.result()
-            self.outputs[self.graph.steps[step_id].output_name] = record.output
+            self._succeed(step_id, record, task.result())
+        elif isinstance(error, BudgetExceeded) and self.run.budget.exhausted:
+            self.stopped_by_budget = True
+            record.status, record.error = "skipped", self.run.redact(str(error))
             self.run.bus.emit(StepEnded(record))
-            for successor in self.graph.successors[step_id]:
-                self._waiting[successor] -= 1
-                if self._waiting[successor] == 0:
-                    heapq.heappush(self._ready, (self.graph.steps[successor].index, successor))
+            self._settle_dependants(step_id)
         else:
             record.status, record.error = "failed", self.run.redact(describe_error(error))
             self.run.bus.emit(StepEnded(record))
-            self._skip_dependants(step_id)
+            self._settle_dependants(step_id)
         self._fill()
 
-    def _skip_dependants(self, failed_id: str) -> None:
-        for dependant in sorted(self.graph.descendants(failed_id), key=lambda sid: self.graph.steps[sid].index):
-            record = self.records[dependant]
+    def _succeed(self, step_id: str, record: StepRecord, output: Any) -> None:
+        if record.status != "resumed":
+            record.status = "cached" if record.calls and record.cache_hits == record.calls else "completed"
+        record.output = output
+        self.outputs[self.graph.steps[step_id].output_name] = output
+        self.run.bus.emit(StepEnded(record))
+        for successor in self.graph.successors[step_id]:
+            self._input_arrived(successor)
+
+    def _input_arrived(self, step_id: str) -> None:
+        self._waiting[step_id] -= 1
+        if self._waiting[step_id] == 0 and self.records[step_id].status == "pending":
+            self._push_ready(step_id)
+
+    def _settle_dependants(self, failed_id: str) -> None:
+        """After a step failed or was skipped: dependants that can do without its output go on; others are skipped."""
+        missing = self.graph.steps[failed_id].output_name
+        for successor in self.graph.successors[failed_id]:
+            step, record = self.graph.steps[successor], self.records[successor]
+            if record.status != "pending":
+                continue
+            if missing not in step.inputs:  # only an optional input: run without it
+                self._input_arrived(successor)
+                continue
+            record.status = "skipped"
+            record.error = f"not run: needs {missing!r} from step {failed_id!r}, which did not complete"
+            self.run.bus.emit(StepEnded(record))
+            self._settle_dependants(successor)
+
+    def _skip_everything_left(self, reason: str) -> None:
+        self._ready.clear()
+        for record in self.records.values():
             if record.status == "pending":
-                record.status = "skipped"
-                record.error = f"not run: depends on step {failed_id!r}, which failed"
-                self._waiting[dependant] = -1  # never becomes ready
+                record.status, record.error = "skipped", reason
                 self.run.bus.emit(StepEnded(record))
 
     async def _interrupt(self) -> None:
         """Ctrl-C: cancel what runs, record it as interrupted, and what never started as skipped."""
-        running = list(self._running.items())
-        for _, task in running:
+        running = list(self._running.values())
+        for task in running:
             task.cancel()
-        await asyncio.gather(*(task for _, task in running), return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
         now = time.time()
         for record in self.records.values():
             if record.status == "running":
                 record.status, record.finished_at, record.error = "interrupted", now, "interrupted by the user"
                 self.run.bus.emit(StepEnded(record))
-            elif record.status == "pending":
-                record.status, record.error = "skipped", "not run: the run was interrupted"
-                self.run.bus.emit(StepEnded(record))
+        self._skip_everything_left("not run: the run was interrupted")
 
 
 def describe_error(error: BaseException) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from ..engine.events import Event, RunFinished, RunStarted, StepEnded, StepRecord
+from ..engine.events import Event, Notice, RunFinished, RunStarted, StepEnded, StepRecord
 
 JOURNAL_SUFFIX = ".journal.jsonl"
 
@@ -43,6 +43,8 @@ def step_json(record: StepRecord) -> dict[str, Any]:
         "finished_at": iso(record.finished_at),
         "duration_s": round(record.duration_s, 4) if record.duration_s is not None else None,
         "attempts": record.attempts,
+        "cache_hits": record.cache_hits,
+        "fingerprint": record.fingerprint,
         "error": record.error,
         **({"details": record.details} if record.details else {}),
     }
@@ -59,6 +61,7 @@ class MemoryLog:
         self.path: Path | None = None
         self._journal: IO[str] | None = None
         self._header: dict[str, Any] = {}
+        self._notices: list[str] = []
 
     @property
     def journal_path(self) -> Path | None:
@@ -69,6 +72,8 @@ class MemoryLog:
             self._start(event)
         elif isinstance(event, StepEnded):
             self._append({"type": "step", **step_json(event.record)})
+        elif isinstance(event, Notice):
+            self._notices.append(event.text)
         elif isinstance(event, RunFinished):
             self._finish(event)
 
@@ -77,7 +82,8 @@ class MemoryLog:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(event.started_at))
         self.path = self.log_dir / f"{stamp}-{_slug(event.pipeline)}-{event.run_id}.json"
         self._header = {"run_id": event.run_id, "pipeline": event.pipeline, "pipeline_path": event.pipeline_path,
-                        "started_at": iso(event.started_at), "config": event.config, "versions": event.versions}
+                        "started_at": iso(event.started_at), "config": event.config, "versions": event.versions,
+                        "resumed_from": event.resumed_from}
         assert self.journal_path is not None
         self._journal = self.journal_path.open("a", encoding="utf-8")
         self._append({"type": "run", **self._header, "step_ids": list(event.step_ids)})
@@ -96,10 +102,13 @@ class MemoryLog:
         document = {
             **self._header,
             "status": event.status,
+            "message": event.message,
             "finished_at": iso(event.finished_at),
             "totals": {"input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens,
                        "cost_usd": totals.cost_usd, "cost_complete": totals.cost_complete,
-                       "duration_s": totals.duration_s},
+                       "duration_s": totals.duration_s, "cached_steps": totals.cached_steps,
+                       "resumed_steps": totals.resumed_steps, "by_model": totals.by_model},
+            "notices": self._notices,
             "steps": [step_json(record) for record in event.records],
         }
         write_json_atomically(self.path, self.redact(json.dumps(document, ensure_ascii=False, indent=1, default=str)))
@@ -151,7 +160,9 @@ def totals_of(steps: list[dict[str, Any]]) -> dict[str, Any]:
             "output_tokens": sum(s["usage"]["output_tokens"] for s in steps),
             "cost_usd": round(sum(s["cost_usd"] or 0.0 for s in steps), 6),
             "cost_complete": all(s["cost_usd"] is not None for s in steps if s.get("provider")),
-            "duration_s": None}
+            "duration_s": None,
+            "cached_steps": sum(1 for s in steps if s["status"] == "cached"),
+            "resumed_steps": sum(1 for s in steps if s["status"] == "resumed")}
 
 
 def _slug(name: str) -> str:

@@ -13,11 +13,12 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from ..engine.events import (CallFinished, Event, RunFinished, RunStarted, StepEnded, StepRecord, StepRetrying,
-                             StepStarted, StepToken)
+from ..engine.events import (CallFinished, Event, Notice, RunFinished, RunStarted, StepEnded, StepRecord,
+                             StepRetrying, StepStarted, StepToken)
 
-STATUS_STYLE = {"completed": "green", "failed": "red", "skipped": "yellow", "interrupted": "magenta"}
-STATUS_MARK = {"completed": "✔", "failed": "✖", "skipped": "↷", "interrupted": "■"}
+STATUS_STYLE = {"completed": "green", "cached": "cyan", "resumed": "cyan", "failed": "red", "skipped": "yellow",
+                "interrupted": "magenta"}
+STATUS_MARK = {"completed": "✔", "cached": "✔", "resumed": "✔", "failed": "✖", "skipped": "↷", "interrupted": "■"}
 
 
 def money(cost: float | None) -> str:
@@ -71,6 +72,8 @@ class LiveProgress:
             self.console.print(step_line(event.record))
         elif isinstance(event, StepRetrying):
             self.console.print(retry_line(event))
+        elif isinstance(event, Notice):
+            self.console.print(notice_line(event))
         elif isinstance(event, RunFinished) and self._live is not None:
             self._live.stop()
             self._live = None
@@ -128,6 +131,8 @@ class PlainProgress:
             self.console.print(step_line(event.record))
         elif isinstance(event, StepRetrying):
             self.console.print(retry_line(event))
+        elif isinstance(event, Notice):
+            self.console.print(notice_line(event))
 
     def _end_stream_line(self) -> None:
         if self._streaming_step is not None:
@@ -138,13 +143,17 @@ class PlainProgress:
 def step_line(record: StepRecord) -> Text:
     style = STATUS_STYLE.get(record.status, "")
     text = Text(f"{STATUS_MARK.get(record.status, '?')} {record.id} {record.status}", style=style)
-    if record.status == "completed":
+    if record.status in ("completed", "cached"):
         text.append(f" in {record.duration_s or 0:.2f}s")
         if record.calls:
             text.append(f", {record.usage.input_tokens:,}→{record.usage.output_tokens:,} tokens, {money(record.cost_usd)}")
     elif record.error:
         text.append(": " + record.error.splitlines()[0])
     return text
+
+
+def notice_line(event: Notice) -> Text:
+    return Text(f"! {event.text}", style="yellow")
 
 
 def retry_line(event: StepRetrying) -> Text:
@@ -164,6 +173,10 @@ def summary_table(records: list[StepRecord], totals: Any) -> Table:
                       f"{r.usage.input_tokens:,}", f"{r.usage.output_tokens:,}", money(r.cost_usd) if r.calls else "")
     cost = money(totals.cost_usd) + ("" if totals.cost_complete else " + unpriced")
     table.add_section()
+    if len(totals.by_model) > 1:
+        for model, usage in totals.by_model.items():
+            table.add_row(f"model {model}", "", f"{usage['calls']} calls", "", f"{usage['input_tokens']:,}",
+                          f"{usage['output_tokens']:,}", money(usage["cost_usd"]))
     table.add_row("total", "", "", f"{totals.duration_s:.2f}s", f"{totals.input_tokens:,}", f"{totals.output_tokens:,}",
                   cost)
     return table

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..engine.events import SUCCESS
 from ..errors import OrchestraiError
 from .memory_log import JOURNAL_SUFFIX, read_log
 
@@ -23,6 +24,8 @@ class RunSummary:
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    cached: int = 0
+    resumed: int = 0
 
 
 def list_runs(log_dir: Path) -> list[RunSummary]:
@@ -43,9 +46,11 @@ def summarize_run(path: Path, log: dict[str, Any]) -> RunSummary:
     totals = log.get("totals") or {}
     steps = log.get("steps") or []
     return RunSummary(path, log["run_id"], log.get("pipeline", "?"), log.get("status", "?"), log.get("started_at") or "",
-                      len(steps), sum(1 for s in steps if s.get("status") == "completed"),
+                      len(steps), sum(1 for s in steps if s.get("status") in SUCCESS),
                       int(totals.get("input_tokens") or 0), int(totals.get("output_tokens") or 0),
-                      float(totals.get("cost_usd") or 0.0))
+                      float(totals.get("cost_usd") or 0.0),
+                      sum(1 for s in steps if s.get("status") == "cached"),
+                      sum(1 for s in steps if s.get("status") == "resumed"))
 
 
 def find_run(log_dir: Path, ref: str) -> tuple[Path, dict[str, Any]]:

@@ -61,7 +61,7 @@ def wire_steps(steps: tuple[Step, ...]) -> nx.DiGraph:
     graph = nx.DiGraph()
     graph.add_nodes_from(step.id for step in steps)
     for step in steps:
-        for name in step.inputs:
+        for name in step.all_inputs:
             if name in producers:
                 graph.add_edge(producers[name], step.id)
     return graph

@@ -14,6 +14,7 @@ from ..modelconfig import default_model, infer_provider, merge_model_configs, mi
 from ..modules.base import ModuleRegistry
 from ..schema_errors import problems_from_validation_error
 from ..yamlsrc import YamlDoc, load_yaml
+from ..budget import unpriced_models
 from .graph import PipelineGraph, find_cycle, wire_steps
 from .spec import Pipeline, PipelineHeader, Step, StepSpec
 
@@ -57,6 +58,11 @@ def check_pipeline(path: str | Path, config: Config, registry: ModuleRegistry) -
     header = _check_header(check, data)
     steps, broken_outputs = _check_steps(check, data["pipeline"], header)
     _check_references(check, steps, broken_outputs)
+    budget = (header.budget_usd if header else None) or config.file.budget_usd
+    if budget is not None:
+        for step in steps:
+            for message, hint in unpriced_models(step, config, registry):
+                check.add(("pipeline", step.index), message, hint)
     graph = wire_steps(tuple(steps))
     cycle = find_cycle(graph)
     if cycle:
@@ -67,7 +73,8 @@ def check_pipeline(path: str | Path, config: Config, registry: ModuleRegistry) -
     if check.problems:
         return None, sorted(check.problems, key=lambda p: (p.path, p.line or 0))
     name = (header.name if header else None) or path.stem
-    pipeline = Pipeline(name, doc.path, header.description if header else None, tuple(steps))
+    pipeline = Pipeline(name, doc.path, header.description if header else None, tuple(steps),
+                        budget_usd=header.budget_usd if header else None)
     return PipelineGraph(pipeline, graph), []
 
 
@@ -105,8 +112,25 @@ def _check_steps(check: _Checker, items: list[Any], header: PipelineHeader | Non
         _resolve_model(check, loc, step_id, settings)
         steps.append(Step(id=step_id, module=spec.module, output_name=spec.output_name, inputs=tuple(spec.inputs),
                           supplement=spec.supplement, model_settings=settings, options=spec.options,
-                          location=f"{check.doc.path}:{check.doc.line_of(loc)}", index=index))
+                          location=f"{check.doc.path}:{check.doc.line_of(loc)}", index=index,
+                          optional_inputs=tuple(spec.optional_inputs), critical=spec.critical, priority=spec.priority,
+                          retry=spec.retry, timeout_s=spec.timeout_s, max_cost_usd=spec.max_cost_usd, cache=spec.cache,
+                          fallbacks=_resolve_fallbacks(check, loc, step_id, spec)))
     return steps, broken_outputs
+
+
+def _resolve_fallbacks(check: _Checker, loc: tuple[Any, ...], step_id: str, spec: StepSpec) -> tuple[dict[str, str], ...]:
+    """Each fallback as {provider, model}: a plain name infers its provider like any model does."""
+    resolved = []
+    known = check.config.provider_names()
+    for position, entry in enumerate(spec.fallback_models):
+        model, provider = (entry, None) if isinstance(entry, str) else (entry.model, entry.provider)
+        provider = provider or infer_provider({"model": model})
+        if provider not in known:
+            check.add((*loc, "fallback_models", position), f"step {step_id!r}: fallback uses unknown provider {provider!r}",
+                      f"use one of {', '.join(sorted(known))}")
+        resolved.append({"provider": provider, "model": model})
+    return tuple(resolved)
 
 
 def _resolve_model(check: _Checker, loc: tuple[Any, ...], step_id: str, settings: dict[str, Any]) -> None:
@@ -148,12 +172,13 @@ def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[st
         if info is None:
             check.add((*loc, "module"), check.registry.unknown_message(step.module, step.id),
                       check.registry.unknown_hint(step.module))
-        for position, name in enumerate(step.inputs):
-            if name not in first_output and name not in broken_outputs:
-                check.add((*loc, "inputs", position), f"step {step.id!r} needs {name!r}, which no step produces",
-                          f"add a step with output_name: {name}, or fix the spelling")
+        for key, names in (("inputs", step.inputs), ("optional_inputs", step.optional_inputs)):
+            for position, name in enumerate(names):
+                if name not in first_output and name not in broken_outputs:
+                    check.add((*loc, key, position), f"step {step.id!r} needs {name!r}, which no step produces",
+                              f"add a step with output_name: {name}, or fix the spelling")
         if info is not None and info.kind == "prompt":
             from ..modules.chameleon import ChameleonModule
 
             chameleon = ChameleonModule(step.module, Path(info.source))
-            check.problems += chameleon.check(set(step.inputs), step_id=step.id, at=step.location)
+            check.problems += chameleon.check(set(step.all_inputs), step_id=step.id, at=step.location)

@@ -9,8 +9,18 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..modelconfig import ModelConfig
+from ..policies import RetryOverride
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+
+
+class FallbackModel(BaseModel):
+    """A fallback as a mapping; a plain string is the model name with the provider inferred."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str
+    provider: str | None = None
 
 
 class StepSpec(BaseModel):
@@ -25,6 +35,16 @@ class StepSpec(BaseModel):
     settings: ModelConfig | None = Field(None, alias="model_config", description="Model settings for this step only.")
     supplement: str | None = Field(None, description="Extra text for the module, e.g. a target language.")
     options: dict[str, Any] = Field(default_factory=dict, description="Module-specific options.")
+    optional_inputs: list[str] = Field(default_factory=list,
+                                       description="Inputs the step waits for but runs without if their step fails.")
+    critical: bool = Field(True, description="false: this step failing does not fail the run (status partial).")
+    priority: int = Field(0, description="When a rate limit is the bottleneck, higher goes first.")
+    retry: RetryOverride | None = Field(None, description="Retry settings for this step (config's retry: otherwise).")
+    timeout_s: float | None = Field(None, gt=0, description="Seconds one provider call attempt may take.")
+    fallback_models: list[str | FallbackModel] = Field(default_factory=list,
+                                                 description="Tried in order once a model's retries are exhausted.")
+    max_cost_usd: float | None = Field(None, gt=0, description="The most this step may spend.")
+    cache: bool = Field(True, description="false: never answer this step's calls from the call cache.")
 
 
 class PipelineHeader(BaseModel):
@@ -35,6 +55,7 @@ class PipelineHeader(BaseModel):
     name: str | None = Field(None, description="Defaults to the file name.")
     description: str | None = None
     defaults: ModelConfig | None = Field(None, description="A model_config applied to every step (a step's own wins).")
+    budget_usd: float | None = Field(None, gt=0, description="The most this run may spend (overrides config).")
 
 
 class PipelineFile(PipelineHeader):
@@ -56,6 +77,19 @@ class Step:
     options: dict[str, Any] = field(hash=False, compare=False)
     location: str = ""  # "path:line", for messages
     index: int = 0  # position in the file; the scheduler's tie-breaker
+    optional_inputs: tuple[str, ...] = ()
+    critical: bool = True
+    priority: int = 0
+    retry: Any = field(default=None, hash=False, compare=False)  # a RetryOverride or None
+    timeout_s: float | None = None
+    fallbacks: tuple[dict[str, str], ...] = ()  # each {"provider", "model"}, resolved at load time
+    max_cost_usd: float | None = None
+    cache: bool = True
+
+    @property
+    def all_inputs(self) -> tuple[str, ...]:
+        """Required and optional inputs: every output this step waits for."""
+        return self.inputs + tuple(name for name in self.optional_inputs if name not in self.inputs)
 
 
 @dataclass(frozen=True)
@@ -66,6 +100,7 @@ class Pipeline:
     path: str
     description: str | None
     steps: tuple[Step, ...]
+    budget_usd: float | None = None
 
 
 def pipeline_json_schema() -> str:

@@ -1,0 +1,98 @@
+"""The call cache: identical provider calls are answered from SQLite instead of the network.
+
+Key: provider type, base_url host, model, every parameter and every message (SHA-256 of their
+canonical JSON). Only successful calls are stored. A cache that is corrupt, unreadable or locked
+by another process is reported once and bypassed for the rest of the run: the run never fails
+because of its cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from .providers.base import Completion, Message, Usage
+
+FILE_NAME = "calls.sqlite"
+LOCK_WAIT_S = 1.0  # how long to wait for another process's write before bypassing the cache
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY, text TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, raw_id TEXT, created_at REAL NOT NULL)"""
+
+
+def cache_key(provider_type: str, base_url: str | None, settings: dict[str, Any], messages: list[Message]) -> str:
+    """A content address for one call; any change to what is sent changes it."""
+    host = urlparse(base_url).netloc if base_url else ""
+    material = {"provider": provider_type, "host": host, "settings": settings,
+                "messages": [asdict(m) for m in messages]}
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class CallCache:
+    """A SQLite-backed cache of completions. `problem` holds the reason if it was bypassed."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / FILE_NAME
+        self.problem: str | None = None
+        self._db: sqlite3.Connection | None = None
+
+    def get(self, key: str) -> Completion | None:
+        row = self._run("SELECT text, model, provider, input_tokens, output_tokens, raw_id FROM calls WHERE key = ?",
+                        (key,), fetch=True)
+        if not row:
+            return None
+        text, model, provider, input_tokens, output_tokens, raw_id = row
+        return Completion(text, Usage(input_tokens, output_tokens), model, provider, 0.0, raw_id, cost_usd=0.0)
+
+    def put(self, key: str, completion: Completion) -> None:
+        self._run("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  (key, completion.text, completion.model, completion.provider, completion.usage.input_tokens,
+                   completion.usage.output_tokens, completion.raw_id, time.time()), commit=True)
+
+    def stats(self) -> dict[str, Any]:
+        row = self._run("SELECT COUNT(*), MIN(created_at), MAX(created_at) FROM calls", (), fetch=True) or (0, None, None)
+        size = self.path.stat().st_size if self.path.exists() else 0
+        return {"path": str(self.path), "entries": row[0], "bytes": size, "oldest": row[1], "newest": row[2],
+                "problem": self.problem}
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many there were."""
+        count = self.stats()["entries"]
+        self._run("DELETE FROM calls", (), commit=True)
+        self._run("VACUUM", (), commit=False)
+        return int(count)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _run(self, sql: str, params: tuple[Any, ...], *, fetch: bool = False, commit: bool = False) -> Any:
+        if self.problem is not None:
+            return None
+        try:
+            db = self._connect()
+            cursor = db.execute(sql, params)
+            result = cursor.fetchone() if fetch else None
+            if commit:
+                db.commit()
+            return result
+        except (sqlite3.DatabaseError, OSError) as exc:  # corrupt, locked, unwritable: bypass, never crash
+            self.problem = f"call cache {self.path} bypassed: {exc}"
+            self.close()
+            return None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=LOCK_WAIT_S, isolation_level="DEFERRED")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+        return self._db

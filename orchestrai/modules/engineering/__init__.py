@@ -1,0 +1,13 @@
+"""The engineering pipeline: plan, write, run, debug, modify and document a codebase, safely.
+
+The pieces, each usable on its own:
+
+- `parser`: files out of a model's Markdown answer (labelled code blocks), with notes on what it ignored.
+- `writer`: writes files into a workspace and nowhere else (no absolute paths, `..`, symlinks,
+  non-regular files; file-count and byte limits), reporting every refusal.
+- `view`: a condensed view of a codebase that fits a token budget.
+- `sandbox`: runs a command with a timeout, resource limits, closed stdin, capped output and an
+  environment built from an allow-list (no API keys).
+- `venv`: the workspace's own virtual environment, where requirements.txt is installed.
+- `engineer`, `debugger`, `modify`, `readme`: the pipeline modules (registered in `modules/base.py`).
+"""

@@ -1,0 +1,56 @@
+"""Schemas for how calls are made: retries, rate limits. Shared by config.yml and pipeline steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class RetryConfig(_Strict):
+    """How often a failed provider call is retried (rate limits, 5xx, timeouts, dropped connections)."""
+
+    max_attempts: int = Field(3, ge=1, description="Attempts per model, the first included.")
+    base_delay_s: float = Field(1.0, ge=0, description="Wait before the 2nd attempt; doubles each time.")
+    max_delay_s: float = Field(30.0, ge=0, description="The longest wait between attempts.")
+    jitter: float = Field(0.5, ge=0, le=1, description="Fraction of each wait that is random (0: none, 1: all).")
+
+    def merged(self, override: RetryOverride | None) -> RetryConfig:
+        """This policy with a step's own settings on top."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
+class RetryOverride(_Strict):
+    """A step's retry settings; anything unset comes from config."""
+
+    max_attempts: int | None = Field(None, ge=1)
+    base_delay_s: float | None = Field(None, ge=0)
+    max_delay_s: float | None = Field(None, ge=0)
+    jitter: float | None = Field(None, ge=0, le=1)
+
+
+class RateLimit(_Strict):
+    """Limits over any 60-second window; unset means unlimited."""
+
+    requests_per_minute: int | None = Field(None, gt=0)
+    tokens_per_minute: int | None = Field(None, gt=0, description="Prompt estimate + max_tokens, corrected after each call.")
+    max_concurrent: int | None = Field(None, gt=0, description="Calls in flight at once.")
+
+
+class ProviderRateLimits(RateLimit):
+    """A provider's limits, with optional tighter limits per model."""
+
+    models: dict[str, RateLimit] = Field(default_factory=dict)
+
+    def for_model(self, model: str) -> RateLimit | None:
+        return self.models.get(model)
+
+    def has_limits(self) -> bool:
+        data: dict[str, Any] = self.model_dump(exclude={"models"}, exclude_none=True)
+        return bool(data)
