@@ -81,7 +81,7 @@ class Budget:
             self.exhausted = True
             raise BudgetExceeded(
                 f"step {step_id!r}: a call to {model} could cost up to ${worst_usd:.4f}, but only "
-                f"${self.limit_usd - self.spent - self.reserved:.4f} of the ${self.limit_usd:.2f} budget is left",
+                f"${self.limit_usd - self.spent - self.reserved:.4f} of the ${self.limit_usd:.4f} budget is left",
                 hint="raise budget_usd (or --budget), lower max_tokens, or pick a cheaper model")
         self.reserved += worst_usd
         return Reservation(worst_usd)

@@ -13,6 +13,7 @@ from ..budget import Budget, unpriced_models
 from ..cache import CallCache
 from ..config import Config
 from ..errors import InputError, Problem, ValidationFailed
+from ..modelconfig import LOCAL_DEFAULT_NOTICE
 from ..modules.base import ModuleRegistry
 from ..pipeline.graph import PipelineGraph
 from ..providers.pool import ProviderPool
@@ -63,6 +64,8 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
     bus.emit(RunStarted(run.run_id, graph.pipeline.name, graph.pipeline.path,
                         tuple(step.id for step in graph.pipeline.steps), started, config.redacted(), versions(),
                         resumed_from=options.resume.run_id if options.resume else None))
+    if not options.dry_run and _on_local_default(graph, config, registry):
+        bus.emit(Notice(LOCAL_DEFAULT_NOTICE))
     status, message = "interrupted", None
     try:
         status = await scheduler.execute()
@@ -90,9 +93,16 @@ class _NoticeCollector:
             self.texts.append(event.text)
 
 
+def _on_local_default(graph: PipelineGraph, config: Config, registry: ModuleRegistry) -> bool:
+    """Whether model calls run on the local model because nothing was configured (no config, no keys)."""
+    return config.uses_local_default and any(
+        step.model_settings.get("provider") == "local" and (info := registry.resolve(step.module)) is not None
+        and info.uses_llm for step in graph.pipeline.steps)
+
+
 def budget_message(budget: Budget, records: list[StepRecord]) -> str:
     not_run = [r.id for r in records if r.status == "skipped"]
-    return (f"budget exceeded: spent ${budget.spent:.4f} of ${budget.limit_usd or 0:.2f}; "
+    return (f"budget exceeded: spent ${budget.spent:.4f} of ${budget.limit_usd or 0:.4f}; "
             f"not run: {', '.join(not_run) if not_run else 'nothing'}")
 
 
@@ -117,7 +127,7 @@ def _preflight(graph: PipelineGraph, config: Config, registry: ModuleRegistry, p
     for step in graph.pipeline.steps:
         info = registry.resolve(step.module)
         if info is not None and info.uses_llm:
-            providers.check_key(step.model_settings["provider"], step=step.id)
+            providers.prepare(step.model_settings, step=step.id)
     if options.budget_usd is not None and not options.dry_run:
         problems = [Problem(graph.pipeline.path, int(step.location.rsplit(":", 1)[1]), message, hint)
                     for step in graph.pipeline.steps for message, hint in unpriced_models(step, config, registry)]
@@ -144,7 +154,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": platform.python_version()}
-    for package in ("orchestrai", "openai", "anthropic"):
+    for package in ("orchestrai", "openai", "anthropic", "llama-cpp-python"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:
