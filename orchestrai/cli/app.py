@@ -121,7 +121,7 @@ def logs(ctx: typer.Context, config: Optional[Path] = ConfigOption, log_dir: Opt
     from ..observe.runs import list_runs
     from .render import runs_table, stdout_console
 
-    stdout_console().print(runs_table(list_runs(_log_dir(config, log_dir))))
+    stdout_console(min_width_when_piped=160).print(runs_table(list_runs(_log_dir(config, log_dir))))
 
 
 @logs_app.command("show")

@@ -13,8 +13,12 @@ from rich.table import Table
 from ..errors import OrchestraiError, Problem, ValidationFailed
 
 
-def stdout_console() -> Console:
-    return Console(soft_wrap=True)
+def stdout_console(*, min_width_when_piped: int | None = None) -> Console:
+    """The console for results. Piped output (CI logs, grep) may be given a width so tables never cut ids."""
+    console = Console(soft_wrap=True)
+    if min_width_when_piped and not console.is_terminal:
+        console = Console(soft_wrap=True, width=max(console.width, min_width_when_piped))
+    return console
 
 
 def stderr_console() -> Console:
@@ -48,8 +52,10 @@ def modules_table(modules: list[Any]) -> Table:
 
 
 def runs_table(runs: list[Any]) -> Table:
-    table = Table("started (UTC)", "run", "pipeline", "status", "steps", "cached", "resumed", "tokens", "cost",
-                  show_edge=False)
+    table = Table(show_edge=False)
+    for column in ("started (UTC)", "run", "pipeline", "status", "steps", "cached", "resumed", "tokens", "cost"):
+        # Ids and times must stay whole to be copied into `logs show`; the pipeline name may wrap.
+        table.add_column(column, no_wrap=column != "pipeline", overflow="fold")
     for run in runs:
         table.add_row(run.started_at[:19].replace("T", " "), run.run_id, run.pipeline, run.status,
                       f"{run.steps_completed}/{run.steps}", str(run.cached), str(run.resumed),

@@ -150,6 +150,11 @@ def _report(request: RunRequest, console: Console, result: RunResult, log_path: 
         rerun = {r.id: r.details["rerun_because"] for r in result.records if r.details.get("rerun_because")}
         for step_id, reason in rerun.items():
             console.print(f"  rerun {step_id}: {reason}", highlight=False)
+    else:  # quiet still says why a run did not complete: one line per failed step
+        for record in result.records:
+            if record.status == "failed" and record.error:
+                console.print(f"[red]step {escape(record.id)} failed:[/] {escape(record.error.splitlines()[0])}",
+                              highlight=False)
     if result.message:
         console.print(f"[yellow]{escape(result.message)}[/]", highlight=False)
     if request.dry_run:

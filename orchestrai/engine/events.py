@@ -59,6 +59,7 @@ class RunStarted:
     config: dict[str, Any]  # secrets already redacted
     versions: dict[str, str]
     resumed_from: str | None = None  # the run id this run reuses steps from
+    step_modules: tuple[tuple[str, str], ...] = ()  # (module, output_name) per step id, same order
 
 
 @dataclass(frozen=True)

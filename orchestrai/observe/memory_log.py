@@ -86,7 +86,8 @@ class MemoryLog:
                         "resumed_from": event.resumed_from}
         assert self.journal_path is not None
         self._journal = self.journal_path.open("a", encoding="utf-8")
-        self._append({"type": "run", **self._header, "step_ids": list(event.step_ids)})
+        plan = [[step_id, *modules] for step_id, modules in zip(event.step_ids, event.step_modules)]
+        self._append({"type": "run", **self._header, "step_ids": list(event.step_ids), "plan": plan})
 
     def _append(self, entry: dict[str, Any]) -> None:
         if self._journal is None:
@@ -150,9 +151,19 @@ def _rebuild_from_journal(path: Path) -> dict[str, Any]:
         elif kind == "step":
             steps[entry["id"]] = entry
     order = header.pop("step_ids", list(steps))
-    records = [steps[sid] for sid in order if sid in steps]
+    planned = {step_id: (module, output) for step_id, module, output in header.pop("plan", [])}
+    records = [steps.get(sid) or _unfinished(sid, *planned.get(sid, ("?", "?"))) for sid in order]
     return {**header, "status": "interrupted", "finished_at": None, "totals": totals_of(records), "steps": records,
             "recovered_from": path.name}
+
+
+def _unfinished(step_id: str, module: str, output_name: str) -> dict[str, Any]:
+    """A step the journal never recorded: it was running or waiting when the process died."""
+    return {"id": step_id, "module": module, "output_name": output_name, "status": "interrupted", "inputs": {},
+            "output": None, "provider": None, "model": None, "messages": [],
+            "usage": {"input_tokens": 0, "output_tokens": 0}, "cost_usd": None, "started_at": None,
+            "finished_at": None, "duration_s": None, "attempts": [], "cache_hits": 0, "fingerprint": None,
+            "error": "the process ended before this step finished"}
 
 
 def totals_of(steps: list[dict[str, Any]]) -> dict[str, Any]:
