@@ -5,26 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..errors import MissingExtraError
 from .base import Completion, Message, TokenCallback, Usage, fit_to_signature, provider_params, split_system
-from .sdk_errors import translate
+from .sdk_client import SDKProvider
 
 DEFAULT_MAX_TOKENS = 4096  # the Messages API requires max_tokens; this is our default when unset
 
 
-class AnthropicProvider:
+class AnthropicProvider(SDKProvider):
     """Messages API over the official `anthropic` SDK."""
 
-    def __init__(self, name: str, *, api_key: str, base_url: str | None, timeout_s: float, key_env: str | None) -> None:
-        try:
-            import anthropic
-        except ImportError as exc:  # pragma: no cover - a dependency of the package
-            raise MissingExtraError("the anthropic package is not installed", hint="pip install anthropic") from exc
-        self.name = name
-        self._sdk = anthropic
-        self._key_env = key_env
-        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
-        self.base_url = str(self._client.base_url)
+    sdk = "anthropic"
+    client_class = "AsyncAnthropic"
 
     async def complete(self, messages: list[Message], settings: dict[str, Any], *,
                        on_token: TokenCallback | None = None) -> Completion:
@@ -47,10 +38,7 @@ class AnthropicProvider:
                         on_token(text)
                     response = await stream.get_final_message()
         except self._sdk.APIError as exc:
-            raise translate(exc, provider=self.name, model=model, base_url=self.base_url, key_env=self._key_env) from exc
+            raise self._error(exc, model) from exc
         text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
         usage = Usage(int(response.usage.input_tokens or 0), int(response.usage.output_tokens or 0))
         return Completion(text, usage, response.model or model, self.name, time.perf_counter() - started, response.id)
-
-    async def aclose(self) -> None:
-        await self._client.close()

@@ -5,25 +5,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..errors import MissingExtraError
 from .base import Completion, Message, TokenCallback, Usage, fit_to_signature, provider_params
-from .sdk_errors import translate
+from .sdk_client import SDKProvider
 
 
-class OpenAIProvider:
+class OpenAIProvider(SDKProvider):
     """Chat completions over the official `openai` SDK."""
 
-    def __init__(self, name: str, *, api_key: str, base_url: str | None, timeout_s: float, key_env: str | None) -> None:
-        try:
-            import openai
-        except ImportError as exc:  # pragma: no cover - a dependency of the package
-            raise MissingExtraError("the openai package is not installed", hint="pip install openai") from exc
-        self.name = name
-        self._sdk = openai
-        self._key_env = key_env
-        # Retries are ours (recorded in the memory log), so the SDK must not retry behind our back.
-        self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
-        self.base_url = str(self._client.base_url)
+    sdk = "openai"
+    client_class = "AsyncOpenAI"
 
     async def complete(self, messages: list[Message], settings: dict[str, Any], *,
                        on_token: TokenCallback | None = None) -> Completion:
@@ -39,7 +29,7 @@ class OpenAIProvider:
             else:
                 text, usage, raw_id, model = await self._stream(request, on_token)
         except self._sdk.APIError as exc:
-            raise translate(exc, provider=self.name, model=model, base_url=self.base_url, key_env=self._key_env) from exc
+            raise self._error(exc, model) from exc
         return Completion(text, usage, model, self.name, time.perf_counter() - started, raw_id)
 
     async def _stream(self, request: dict[str, Any], on_token: TokenCallback) -> tuple[str, Usage, str | None, str]:
@@ -61,8 +51,6 @@ class OpenAIProvider:
         create = self._client.chat.completions.create
         return await create(**fit_to_signature(create, request))
 
-    async def aclose(self) -> None:
-        await self._client.close()
 
 
 def _usage(usage: Any) -> Usage:
