@@ -25,7 +25,13 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "orchestrai.modules"
 PROMPT_SUFFIXES = (".md", ".txt")
-BUILTINS: dict[str, str] = {"start_module": "orchestrai.modules.start:StartModule"}
+BUILTINS: dict[str, str] = {
+    "start_module": "orchestrai.modules.start:StartModule",
+    "engineer": "orchestrai.modules.engineering.engineer:Engineer",
+    "debugger": "orchestrai.modules.engineering.debugger:Debugger",
+    "modify_codebase": "orchestrai.modules.engineering.debugger:ModifyCodebase",
+    "create_readme": "orchestrai.modules.engineering.readme:CreateReadme",
+}
 
 
 @runtime_checkable
@@ -33,6 +39,9 @@ class Module(Protocol):
     """What a step runs: given the step's context and inputs, return its output."""
 
     async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> Any: ...
+
+    # Optional: `def preflight(self, step, options, config) -> None` runs before any step of the run
+    # and may raise an OrchestraiError to stop the run before anything is spent.
 
 
 @dataclass(frozen=True)

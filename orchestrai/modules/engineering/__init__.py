@@ -9,5 +9,8 @@ The pieces, each usable on its own:
 - `sandbox`: runs a command with a timeout, resource limits, closed stdin, capped output and an
   environment built from an allow-list (no API keys).
 - `venv`: the workspace's own virtual environment, where requirements.txt is installed.
-- `engineer`, `debugger`, `modify`, `readme`: the pipeline modules (registered in `modules/base.py`).
+- `workspace`: the codebase dict steps pass on, where the workspace is, consent to execute.
+- `settings`: the step `options:`; `prompting`: the messages sent to the model.
+- `loop`: the run-fix-run loop shared by the debugger and modify_codebase.
+- `engineer`, `debugger` (also `modify_codebase`), `readme`: the modules, registered in `modules/base.py`.
 """
