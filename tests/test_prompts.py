@@ -25,6 +25,13 @@ def test_template_sees_inputs_and_supplement(tmp_path: Path) -> None:
     assert module.render({"request": "x"}, supplement="French", step_id="s") == "Lang=French req=x n=1"
 
 
+def test_template_globals_and_filters_work(tmp_path: Path) -> None:
+    prompt = write(tmp_path / "p.md", "{% for i in range(2) %}{{ i }}{% endfor %} {{ namespace(a=step).a|upper }}")
+    module = ChameleonModule("p", prompt)
+    for step_id in ("s", "t"):  # the same module renders again with new variables
+        assert module.render({}, supplement=None, step_id=step_id) == f"01 {step_id.upper()}"
+
+
 def test_runtime_template_error_names_file_and_line(tmp_path: Path) -> None:
     prompt = write(tmp_path / "p.md", "fine\n{{ request.missing.deeper }}\n")
     with pytest.raises(PromptError) as caught:

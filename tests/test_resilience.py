@@ -280,7 +280,7 @@ def test_resume_after_sigkill_repeats_no_finished_step(project: Path, server_con
     log = json.loads(log_path.read_text())
     assert log["resumed_from"] == run_id
     assert [s["status"] for s in log["steps"]] == ["resumed", "resumed", "completed", "completed", "completed"]
-    assert log["steps"][2]["details"]["rerun_because"] == "it was not in the earlier run"
+    assert log["steps"][2]["details"]["rerun_because"] == "it was interrupted in the earlier run"
 
 
 def test_resume_of_a_changed_pipeline_reruns_only_what_changed(project: Path, server_config: Path, keys: dict,

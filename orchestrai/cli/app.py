@@ -79,18 +79,19 @@ def validate(
 ) -> None:
     """Check pipelines (and the config) without running anything; report every problem."""
     from ..project import Project
-    from .render import print_problems, stdout_console
 
     project = Project.open(config)
     failed = False
     for path in pipelines:
         graph, problems = project.check(path)
         if problems:
+            from .render import print_problems  # rich only when there is something to show: it costs ~60 ms to import
+
             failed = True
             print_problems(problems)
         else:
             assert graph is not None
-            stdout_console().print(f"{path}: valid — {graph.summary()}", highlight=False)
+            typer.echo(f"{path}: valid — {graph.summary()}")
     raise typer.Exit(2 if failed else 0)
 
 

@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from ..errors import OrchestraiError, Problem, ValidationFailed
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def stdout_console(*, min_width_when_piped: int | None = None) -> Console:
@@ -45,6 +49,8 @@ def print_problems(problems: list[Problem]) -> None:
 
 
 def modules_table(modules: list[Any]) -> Table:
+    from rich.table import Table  # only the commands that print a table pay for importing it
+
     table = Table("module", "kind", "source", show_edge=False)
     for info in modules:
         table.add_row(info.name, info.kind, _short_path(info.source))
@@ -52,6 +58,8 @@ def modules_table(modules: list[Any]) -> Table:
 
 
 def runs_table(runs: list[Any]) -> Table:
+    from rich.table import Table
+
     table = Table(show_edge=False)
     for column in ("started (UTC)", "run", "pipeline", "status", "steps", "cached", "resumed", "tokens", "cost"):
         # Ids and times must stay whole to be copied into `logs show`; the pipeline name may wrap.

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..budget import UNSET_MAX_TOKENS_ESTIMATE, Budget, BudgetExceeded, estimate_tokens, is_free, price_table
+from ..budget import FREE_PROVIDER_TYPES, UNSET_MAX_TOKENS_ESTIMATE, Budget, BudgetExceeded, estimate_tokens, price_table
 from ..cache import CallCache, cache_key
 from ..config import Config
 from ..errors import ProviderError
@@ -47,6 +47,7 @@ class RunContext:
         self.rate_limits = RateLimits(self.config.file.rate_limits)
         self.by_model: dict[str, dict[str, Any]] = {}
         self._noticed: set[str] = set()
+        self._provider_types: dict[str, str] = {}
 
     @property
     def run_inputs(self) -> dict[str, Any]:
@@ -55,6 +56,12 @@ class RunContext:
     @property
     def stream(self) -> bool:
         return self.options.stream
+
+    def provider_type(self, name: str) -> str:
+        """The type of provider `name`, looked up once per run (Config.provider builds a built-in's settings anew)."""
+        if name not in self._provider_types:
+            self._provider_types[name] = self.config.provider(name).type
+        return self._provider_types[name]
 
     def notice(self, text: str) -> None:
         """Tell the user something once per run."""
@@ -77,7 +84,8 @@ class StepContext:
 
     async def complete(self, messages: list[Message], **overrides: Any) -> Completion:
         """Call the step's model (settings overridable per call); fall back to `fallback_models` in order."""
-        self.record.messages.extend(asdict(m) for m in messages)
+        # Not dataclasses.asdict: its recursive deep copy was a tenth of a step's cost, for two strings.
+        self.record.messages.extend({"role": m.role, "content": m.content} for m in messages)
         primary = {**self.step.model_settings, **overrides}
         candidates = [primary, *({**primary, **fallback} for fallback in self.step.fallbacks)]
         for position, settings in enumerate(candidates):
@@ -92,7 +100,7 @@ class StepContext:
     async def _complete_with(self, settings: dict[str, Any], messages: list[Message]) -> Completion:
         provider = self.run.providers.get(settings["provider"], step=self.step.id)
         self.record.provider, self.record.model = provider.name, str(settings["model"])
-        free = is_free(self.run.config, provider.name)
+        free = self.run.provider_type(provider.name) in FREE_PROVIDER_TYPES
         key = self._cache_key(provider, settings, messages)
         if key is not None and self.run.cache is not None:
             hit = self.run.cache.get(key)
@@ -112,10 +120,10 @@ class StepContext:
                           completion.latency_s, completion.raw_id, cost)
 
     def _cache_key(self, provider: Provider, settings: dict[str, Any], messages: list[Message]) -> str | None:
-        config = self.run.config
-        if self.run.cache is None or not self.step.cache or config.provider(provider.name).type == "echo":
+        kind = self.run.provider_type(provider.name)
+        if self.run.cache is None or not self.step.cache or kind == "echo":
             return None
-        return cache_key(config.provider(provider.name).type, getattr(provider, "base_url", None),
+        return cache_key(kind, getattr(provider, "base_url", None),
                          {k: v for k, v in settings.items() if k != "provider"}, messages)
 
     async def _with_retries(self, provider: Provider, messages: list[Message], settings: dict[str, Any],
@@ -152,7 +160,8 @@ class StepContext:
         worst = None if free else self.run.prices.cost(model, tokens - max_tokens, max_tokens)
         self._check_step_budget(worst, model)
         reservation = self.run.budget.reserve(worst, step_id=self.step.id, model=model)
-        permits = await self._acquire(provider.name, model, tokens)
+        limiters = self.run.rate_limits.limiters_for(provider.name, model)
+        permits = await self._acquire(limiters, tokens) if limiters else []
         completion = None
         try:
             call = provider.complete(messages, settings, on_token=on_token)
@@ -169,11 +178,11 @@ class StepContext:
                 completion.model, completion.usage.input_tokens, completion.usage.output_tokens)
             self.run.budget.settle(reservation, cost)
 
-    async def _acquire(self, provider: str, model: str, tokens: int) -> list[tuple[SlidingWindowLimiter, Any]]:
+    async def _acquire(self, limiters: list[SlidingWindowLimiter], tokens: int) -> list[tuple[SlidingWindowLimiter, Any]]:
         permits: list[tuple[SlidingWindowLimiter, Any]] = []
         priority = (-self.step.priority, self.step.index)
         try:
-            for limiter in self.run.rate_limits.limiters_for(provider, model):
+            for limiter in limiters:
                 permits.append((limiter, await limiter.acquire(tokens, priority)))
         except BaseException:
             for limiter, permit in permits:

@@ -60,6 +60,7 @@ class RunStarted:
     versions: dict[str, str]
     resumed_from: str | None = None  # the run id this run reuses steps from
     step_modules: tuple[tuple[str, str], ...] = ()  # (module, output_name) per step id, same order
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)

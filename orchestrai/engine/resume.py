@@ -17,6 +17,8 @@ from ..modules.base import ModuleRegistry
 from ..pipeline.spec import Step
 
 SUCCESS = frozenset({"completed", "cached", "resumed"})
+# One encoder for every fingerprint: json.dumps(sort_keys=..., default=...) builds a new one per call.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, default=str)
 
 
 class Fingerprints:
@@ -30,7 +32,7 @@ class Fingerprints:
         material = {"module": step.module, "prompt": self._prompt_hash(step.module), "settings": step.model_settings,
                     "supplement": step.supplement, "options": step.options, "fallbacks": step.fallbacks,
                     "extra": extra}
-        return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        return hashlib.sha256(_CANONICAL_JSON.encode(material).encode()).hexdigest()[:32]
 
     def _prompt_hash(self, module: str) -> str:
         if module not in self._prompt_hashes:

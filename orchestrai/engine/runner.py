@@ -27,8 +27,10 @@ from .scheduler import Scheduler
 class RunResult:
     run_id: str
     status: str  # completed | partial | failed | budget_exceeded | interrupted
-    records: list[StepRecord]
-    outputs: dict[str, Any]  # by output_name
+    # Left out of repr: asyncio.run() formats its finished main task, result included, when it
+    # restores the SIGINT handler, and the repr of 10,000 records took 0.6 s after every big run.
+    records: list[StepRecord] = field(repr=False)
+    outputs: dict[str, Any] = field(repr=False)  # by output_name
     totals: Totals
     final_step_ids: list[str]
     message: str | None = None  # what a budget stop spent and what did not run
@@ -64,7 +66,8 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
     bus.emit(RunStarted(run.run_id, graph.pipeline.name, graph.pipeline.path,
                         tuple(step.id for step in graph.pipeline.steps), started, config.redacted(), versions(),
                         resumed_from=options.resume.run_id if options.resume else None,
-                        step_modules=tuple((step.module, step.output_name) for step in graph.pipeline.steps)))
+                        step_modules=tuple((step.module, step.output_name) for step in graph.pipeline.steps),
+                        dry_run=options.dry_run))
     if not options.dry_run and _on_local_default(graph, config, registry):
         bus.emit(Notice(LOCAL_DEFAULT_NOTICE))
     status, message = "interrupted", None
@@ -124,11 +127,19 @@ def _preflight(graph: PipelineGraph, config: Config, registry: ModuleRegistry, p
     missing = [name for name in start_inputs_needed(graph, registry) if name not in options.run_inputs]
     if missing:
         flags = " ".join(f'--input {name}="..."' for name in missing)
-        raise InputError(f"the pipeline needs run input(s) {', '.join(map(repr, missing))}", hint=f"pass {flags}")
+        raise InputError(f"the pipeline needs run input(s) {', '.join(map(repr, missing))}",
+                         hint=f"pass {flags}, or pipe the text on stdin")
+    # Resolving a module name looks at the file system: once per name, not once per step.
+    uses_llm = {name: (info := registry.resolve(name)) is not None and info.uses_llm
+                for name in {step.module for step in graph.pipeline.steps}}
     for step in graph.pipeline.steps:
-        info = registry.resolve(step.module)
-        if info is not None and info.uses_llm:
+        if uses_llm[step.module]:
             providers.prepare(step.model_settings, step=step.id)
+    # A module may refuse up front (e.g. it would run code nobody can allow): an optional `preflight`.
+    for step in graph.pipeline.steps:  # in file order, so the first offending step is the one named
+        module_check = getattr(registry.instance(step.module), "preflight", None)
+        if module_check is not None:
+            module_check(step, options, config)
     if options.budget_usd is not None and not options.dry_run:
         problems = [Problem(graph.pipeline.path, int(step.location.rsplit(":", 1)[1]), message, hint)
                     for step in graph.pipeline.steps for message, hint in unpriced_models(step, config, registry)]

@@ -14,7 +14,7 @@ import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterable, Iterator
 
 from ..engine.events import Event, Notice, RunFinished, RunStarted, StepEnded, StepRecord
 
@@ -42,7 +42,7 @@ def step_json(record: StepRecord) -> dict[str, Any]:
         "started_at": iso(record.started_at),
         "finished_at": iso(record.finished_at),
         "duration_s": round(record.duration_s, 4) if record.duration_s is not None else None,
-        "attempts": record.attempts,
+        "attempts": [{**attempt, "started_at": iso(attempt.get("started_at"))} for attempt in record.attempts],
         "cache_hits": record.cache_hits,
         "fingerprint": record.fingerprint,
         "error": record.error,
@@ -62,6 +62,9 @@ class MemoryLog:
         self._journal: IO[str] | None = None
         self._header: dict[str, Any] = {}
         self._notices: list[str] = []
+        # Each ended step as JSON text: written to the journal at once and reused in the final log,
+        # so a step is serialized once, not twice (the cost of the log is mostly this encoding).
+        self._step_texts: dict[str, str] = {}
 
     @property
     def journal_path(self) -> Path | None:
@@ -71,7 +74,9 @@ class MemoryLog:
         if isinstance(event, RunStarted):
             self._start(event)
         elif isinstance(event, StepEnded):
-            self._append({"type": "step", **step_json(event.record)})
+            text = json.dumps(step_json(event.record), ensure_ascii=False, default=str)
+            self._step_texts[event.record.id] = text
+            self._write_line('{"type": "step", ' + text[1:])  # the same entry as {"type": "step", **step}
         elif isinstance(event, Notice):
             self._notices.append(event.text)
         elif isinstance(event, RunFinished):
@@ -83,16 +88,19 @@ class MemoryLog:
         self.path = self.log_dir / f"{stamp}-{_slug(event.pipeline)}-{event.run_id}.json"
         self._header = {"run_id": event.run_id, "pipeline": event.pipeline, "pipeline_path": event.pipeline_path,
                         "started_at": iso(event.started_at), "config": event.config, "versions": event.versions,
-                        "resumed_from": event.resumed_from}
+                        "resumed_from": event.resumed_from, "dry_run": event.dry_run}
         assert self.journal_path is not None
         self._journal = self.journal_path.open("a", encoding="utf-8")
         plan = [[step_id, *modules] for step_id, modules in zip(event.step_ids, event.step_modules)]
         self._append({"type": "run", **self._header, "step_ids": list(event.step_ids), "plan": plan})
 
     def _append(self, entry: dict[str, Any]) -> None:
+        self._write_line(json.dumps(entry, ensure_ascii=False, default=str))
+
+    def _write_line(self, text: str) -> None:
         if self._journal is None:
             return
-        self._journal.write(self.redact(json.dumps(entry, ensure_ascii=False, default=str)) + "\n")
+        self._journal.write(self.redact(text) + "\n")
         # flush hands the line to the OS: it survives the process dying (SIGKILL included).
         self._journal.flush()
 
@@ -110,9 +118,11 @@ class MemoryLog:
                        "duration_s": totals.duration_s, "cached_steps": totals.cached_steps,
                        "resumed_steps": totals.resumed_steps, "by_model": totals.by_model},
             "notices": self._notices,
-            "steps": [step_json(record) for record in event.records],
         }
-        write_json_atomically(self.path, self.redact(json.dumps(document, ensure_ascii=False, indent=1, default=str)))
+        steps = [self._step_texts.get(record.id) or json.dumps(step_json(record), ensure_ascii=False, default=str)
+                 for record in event.records]
+        write_json_atomically(self.path, map(self.redact, document_chunks(document, steps)))
+        self._step_texts.clear()
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -120,11 +130,24 @@ class MemoryLog:
             self.journal_path.unlink(missing_ok=True)
 
 
-def write_json_atomically(path: Path, text: str) -> None:
+def document_chunks(document: dict[str, Any], steps: list[str]) -> Iterator[str]:
+    """The log as JSON, in pieces: the run's own fields indented, then `steps`, one compact JSON text per line.
+
+    Speed: `json.dumps(indent=...)` runs the pure-Python encoder, which for a 1,000-step run took
+    longer than all the steps' own bookkeeping; compact steps go through the C encoder, 5-10x faster.
+    Pieces, not one string: a 10,000-step log is 20 MB, held once more (and again encoded) if joined.
+    """
+    yield json.dumps(document, ensure_ascii=False, indent=1, default=str)[:-2] + ',\n "steps": [\n'
+    for position, step in enumerate(steps):
+        yield step + (",\n" if position < len(steps) - 1 else "\n")
+    yield " ]\n}\n"
+
+
+def write_json_atomically(path: Path, text: str | Iterable[str]) -> None:
     """Write to a temporary file, fsync, then rename over the target: readers see old or new, never half."""
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
+        handle.writelines([text] if isinstance(text, str) else text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)

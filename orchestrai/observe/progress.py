@@ -148,7 +148,10 @@ def step_line(record: StepRecord) -> Text:
         if record.calls:
             text.append(f", {record.usage.input_tokens:,}→{record.usage.output_tokens:,} tokens, {money(record.cost_usd)}")
     elif record.error:
-        text.append(": " + record.error.splitlines()[0])
+        lines = record.error.splitlines()
+        text.append(": " + lines[0])
+        if len(lines) > 1 and lines[1].lstrip().startswith("hint:"):
+            text.append("\n  " + lines[1].strip(), style="dim")
     return text
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.events import SUCCESS
-from ..errors import OrchestraiError
+from ..errors import InputError
 from .memory_log import JOURNAL_SUFFIX, read_log
 
 
@@ -45,7 +45,8 @@ def list_runs(log_dir: Path) -> list[RunSummary]:
 def summarize_run(path: Path, log: dict[str, Any]) -> RunSummary:
     totals = log.get("totals") or {}
     steps = log.get("steps") or []
-    return RunSummary(path, log["run_id"], log.get("pipeline", "?"), log.get("status", "?"), log.get("started_at") or "",
+    status = log.get("status", "?") + (" (dry run)" if log.get("dry_run") else "")
+    return RunSummary(path, log["run_id"], log.get("pipeline", "?"), status, log.get("started_at") or "",
                       len(steps), sum(1 for s in steps if s.get("status") in SUCCESS),
                       int(totals.get("input_tokens") or 0), int(totals.get("output_tokens") or 0),
                       float(totals.get("cost_usd") or 0.0),
@@ -60,9 +61,9 @@ def find_run(log_dir: Path, ref: str) -> tuple[Path, dict[str, Any]]:
         return candidate, read_log(candidate)
     matches = [s for s in list_runs(log_dir) if s.run_id.startswith(ref)]
     if not matches:
-        raise OrchestraiError(f"no run {ref!r} in {log_dir}", hint="`orchestrai logs` lists the runs")
+        raise InputError(f"no run {ref!r} in {log_dir}", hint="`orchestrai logs` lists the runs")
     if len({m.run_id for m in matches}) > 1:
-        raise OrchestraiError(f"{ref!r} matches several runs: {', '.join(m.run_id for m in matches[:5])}",
+        raise InputError(f"{ref!r} matches several runs: {', '.join(m.run_id for m in matches[:5])}",
                               hint="give more characters of the run id")
     return matches[0].path, read_log(matches[0].path)
 

@@ -10,8 +10,9 @@ from pydantic import ValidationError
 
 from ..config import Config
 from ..errors import Problem, ValidationFailed
-from ..modelconfig import default_model, infer_provider, merge_model_configs, misspelled_keys
-from ..modules.base import ModuleRegistry
+from ..modelconfig import apply_local_default, default_model, infer_provider, merge_model_configs, misspelled_keys
+from ..modules.base import ModuleInfo, ModuleRegistry
+from ..modules.chameleon import ChameleonModule
 from ..schema_errors import problems_from_validation_error
 from ..yamlsrc import YamlDoc, load_yaml
 from ..budget import unpriced_models
@@ -63,8 +64,8 @@ def check_pipeline(path: str | Path, config: Config, registry: ModuleRegistry) -
         for step in steps:
             for message, hint in unpriced_models(step, config, registry):
                 check.add(("pipeline", step.index), message, hint)
-    graph = wire_steps(tuple(steps))
-    cycle = find_cycle(graph)
+    successors = wire_steps(tuple(steps))
+    cycle = find_cycle(successors)
     if cycle:
         by_id = {s.id: s for s in steps}
         check.problems.append(Problem(doc.path, int(by_id[cycle[0]].location.rsplit(":", 1)[1]),
@@ -75,7 +76,7 @@ def check_pipeline(path: str | Path, config: Config, registry: ModuleRegistry) -
     name = (header.name if header else None) or path.stem
     pipeline = Pipeline(name, doc.path, header.description if header else None, tuple(steps),
                         budget_usd=header.budget_usd if header else None)
-    return PipelineGraph(pipeline, graph), []
+    return PipelineGraph(pipeline, successors), []
 
 
 def _check_header(check: _Checker, data: dict[str, Any]) -> PipelineHeader | None:
@@ -135,6 +136,7 @@ def _resolve_fallbacks(check: _Checker, loc: tuple[Any, ...], step_id: str, spec
 
 def _resolve_model(check: _Checker, loc: tuple[Any, ...], step_id: str, settings: dict[str, Any]) -> None:
     """Fill in the provider and default model, reporting an unknown provider or a missing model."""
+    apply_local_default(settings, check.config.uses_local_default)
     provider = infer_provider(settings)
     known = check.config.provider_names()
     where = (*loc, "model_config", "provider") if (*loc, "model_config", "provider") in check.doc.lines else loc
@@ -166,9 +168,15 @@ def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[st
             check.add(loc, f"two steps have the id {step.id!r}", "give each step a distinct id")
         first_output.setdefault(step.output_name, step)
         first_id.setdefault(step.id, step)
+    # Once per module name, not per step: resolving looks at the file system, and a prompt's
+    # template is parsed once however many steps use it.
+    infos: dict[str, ModuleInfo | None] = {}
+    chameleons: dict[str, ChameleonModule] = {}
     for step in steps:
         loc = ("pipeline", step.index)
-        info = check.registry.resolve(step.module)
+        if step.module not in infos:
+            infos[step.module] = check.registry.resolve(step.module)
+        info = infos[step.module]
         if info is None:
             check.add((*loc, "module"), check.registry.unknown_message(step.module, step.id),
                       check.registry.unknown_hint(step.module))
@@ -178,7 +186,6 @@ def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[st
                     check.add((*loc, key, position), f"step {step.id!r} needs {name!r}, which no step produces",
                               f"add a step with output_name: {name}, or fix the spelling")
         if info is not None and info.kind == "prompt":
-            from ..modules.chameleon import ChameleonModule
-
-            chameleon = ChameleonModule(step.module, Path(info.source))
-            check.problems += chameleon.check(set(step.all_inputs), step_id=step.id, at=step.location)
+            if step.module not in chameleons:
+                chameleons[step.module] = ChameleonModule(step.module, Path(info.source))
+            check.problems += chameleons[step.module].check(set(step.all_inputs), step_id=step.id, at=step.location)

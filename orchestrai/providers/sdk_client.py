@@ -26,7 +26,7 @@ class SDKProvider:
         # Retries are ours (recorded in the memory log), so the SDK must not retry behind our back.
         client = getattr(self._sdk, self.client_class)
         self._client: Any = client(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
-        self.base_url = str(self._client.base_url)
+        self.base_url = str(self._client.base_url).rstrip("/")
 
     def _error(self, exc: Exception, model: str) -> ProviderError:
         return translate(exc, provider=self.name, model=model, base_url=self.base_url, key_env=self._key_env)

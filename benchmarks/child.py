@@ -1,0 +1,251 @@
+"""One measured run in a fresh process: `python benchmarks/child.py ENGINE WORKLOAD [--quick]`.
+
+Prints one JSON line: the run's wall time (around `asyncio.run` of the engine only), setup and
+load times, client CPU time, peak RSS during the run, memory growth per step, and whether every
+node's output equals the reference. run.py starts one of these per run and aggregates.
+"""
+
+from __future__ import annotations
+
+import time
+
+PROCESS_START = time.perf_counter()
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import urllib.request  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from floor import Work, run_floor  # noqa: E402
+from workloads import MODEL, Node, Workload, build, echo_reply, reference_outputs, sinks, user_message  # noqa: E402
+
+ENGINES = ("orchestrai", "orchestrai+log", "floor", "langgraph")
+SYSTEM_PROMPT = "You echo your input."
+
+
+def rss_kb() -> int:
+    return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))  # type: ignore[union-attr]
+
+
+def hwm_kb() -> int:
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))  # type: ignore[union-attr]
+
+
+def reset_peak() -> bool:
+    """Reset the peak RSS (Linux >= 4.0), so the peak after the run is the run's own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+class FdSampler:
+    """Samples the number of open file descriptors every few ms while the run goes."""
+
+    def __init__(self) -> None:
+        self.peak = open_fds()
+
+    async def sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, open_fds())
+            await asyncio.sleep(0.005)
+
+
+def sleep_work(latency: float, finished: dict[str, float]) -> Work:
+    async def work(node: Node, inputs: list[tuple[str, str]]) -> str:
+        if latency:
+            await asyncio.sleep(latency)
+        out = echo_reply(inputs, node.supplement)
+        finished[node.name] = time.time()
+        return out
+
+    return work
+
+
+def sdk_work(client: Any, finished: dict[str, float]) -> Work:
+    """A node that makes the same request orchestrai's chameleon step makes, through the openai SDK."""
+
+    async def work(node: Node, inputs: list[tuple[str, str]]) -> str:
+        response = await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "system", "content": SYSTEM_PROMPT},
+                                   {"role": "user", "content": user_message(inputs, node.supplement)}])
+        finished[node.name] = time.time()
+        return response.choices[0].message.content
+
+    return work
+
+
+class LoopbackServer:
+    """benchmarks/loopback_server.py in its own process."""
+
+    def __init__(self, latency: float) -> None:
+        self.process = subprocess.Popen([sys.executable, str(HERE / "loopback_server.py"), "--latency", str(latency)],
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("engine", choices=ENGINES)
+    parser.add_argument("workload")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--profile", metavar="FILE", help="profile the run with pyinstrument; text report to FILE")
+    parser.add_argument("--memory", action="store_true",
+                        help="trace the run's Python allocations (tracemalloc): exact memory, inflated times")
+    args = parser.parse_args()
+    workload = build(args.workload, quick=args.quick)
+    http = workload.name == "http"
+    result: dict[str, Any] = {"engine": args.engine, "workload": workload.name, "steps": workload.steps,
+                              "ideal_s": workload.ideal_s}
+    server = LoopbackServer(workload.latency_s) if http else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="orchestrai-bench-") as tmp:
+            measure(args.engine, workload, Path(tmp), server, result, args.profile, args.memory)
+    finally:
+        if server is not None:
+            result["server"] = server.stats()
+            server.stop()
+    result["process_peak_rss_mb"] = round(max(result.pop("_hwm_before_kb"), hwm_kb()) / 1024, 1)
+    print(json.dumps(result))
+
+
+def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer | None, result: dict[str, Any],
+            profile: str | None = None, memory: bool = False) -> None:
+    finished: dict[str, float] = {}
+    imports_started = time.perf_counter()
+    if server is not None:
+        import openai  # imported before the clock starts, for every engine alike
+    if engine.startswith("orchestrai"):
+        from orchestrai import MemoryLog, Project, RunOptions, run_pipeline
+        from orchestrai.engine import runner  # noqa: F401 - the engine itself, not just the lazy names
+        from orchestrai_dag import write_project
+
+        result["import_s"] = time.perf_counter() - imports_started
+        setup_started = time.perf_counter()
+        config_path, pipeline_path = write_project(tmp, workload, base_url=server.base_url if server else None)
+        result["setup_s"] = time.perf_counter() - setup_started  # generating the YAML
+        rss_before_load = rss_kb()
+        load_started = time.perf_counter()
+        project = Project.open(config_path)
+        graph = project.load(pipeline_path)
+        result["load_s"] = time.perf_counter() - load_started  # load + validate
+        result["load_kb_per_step"] = (rss_kb() - rss_before_load) / workload.steps
+        hooks = [MemoryLog(tmp / "logs")] if engine == "orchestrai+log" else []
+        options = RunOptions(run_inputs={}, max_concurrency=workload.max_concurrency or 1_000_000_000)
+        coroutine = lambda: run_pipeline(graph, project.config, project.registry, options, hooks=hooks)  # noqa: E731
+    elif engine == "langgraph":
+        import langgraph.graph  # noqa: F401
+        from langgraph_dag import build_graph, run_langgraph
+
+        result["import_s"] = time.perf_counter() - imports_started
+        client = openai.AsyncOpenAI(api_key="bench-key", base_url=server.base_url, max_retries=0) if server else None
+        work = sdk_work(client, finished) if client else sleep_work(workload.latency_s, finished)
+        setup_started = time.perf_counter()
+        compiled = build_graph(workload.nodes, work)
+        result["setup_s"] = time.perf_counter() - setup_started  # building and compiling the graph
+        coroutine = lambda: run_langgraph(compiled, workload.max_concurrency)  # noqa: E731
+    else:
+        result["import_s"] = time.perf_counter() - imports_started
+        client = openai.AsyncOpenAI(api_key="bench-key", base_url=server.base_url, max_retries=0) if server else None
+        work = sdk_work(client, finished) if client else sleep_work(workload.latency_s, finished)
+        result["setup_s"] = 0.0
+        coroutine = lambda: run_floor(workload.nodes, work, workload.max_concurrency)  # noqa: E731
+
+    sampler = FdSampler()
+
+    async def timed() -> Any:
+        sampling = asyncio.create_task(sampler.sample()) if server else None
+        started = time.perf_counter()
+        try:
+            return await coroutine(), time.perf_counter() - started
+        finally:
+            if sampling:
+                sampling.cancel()
+
+    gc.collect()
+    result["_hwm_before_kb"] = hwm_kb()
+    rss_before = rss_kb()
+    result["peak_reset"] = reset_peak()
+    cpu_started, wall_started, run_started_at = time.process_time(), time.perf_counter(), time.time()
+    if memory:  # the peak of memory allocated during the run, above what was allocated before it
+        import tracemalloc
+
+        tracemalloc.start()
+        outcome, inner_s = asyncio.run(timed())
+        current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        result["traced_peak_kb_per_step"] = peak / 1024 / workload.steps
+        result["traced_kept_kb_per_step"] = current / 1024 / workload.steps  # still held after the run (the result)
+    elif profile:  # figures are then inflated by the profiler; use them for the shape, not the times
+        from pyinstrument import Profiler
+
+        with Profiler(interval=0.0002) as profiler:
+            outcome, inner_s = asyncio.run(timed())
+        Path(profile).write_text(profiler.output_text(unicode=True, show_all=False), encoding="utf-8")
+    else:
+        outcome, inner_s = asyncio.run(timed())
+    result["wall_s"] = time.perf_counter() - wall_started  # asyncio.run included: loop setup and teardown
+    result["cpu_s"] = time.process_time() - cpu_started
+    result["inner_s"] = inner_s
+    # VmHWM, not getrusage's ru_maxrss: in a child, ru_maxrss also counts the parent's RSS at exec
+    # time (the kernel carries it over), which would hide a small engine's own peak.
+    peak_kb = hwm_kb()
+    result["peak_rss_mb"] = round(peak_kb / 1024, 1)
+    result["kb_per_step"] = (peak_kb - rss_before) / workload.steps
+    result["end_to_end_s"] = (time.perf_counter() - PROCESS_START) - result["setup_s"]
+    if server is not None:
+        result["peak_fds"] = sampler.peak
+
+    if engine.startswith("orchestrai"):
+        outputs = dict(outcome.outputs)
+        result["status"] = outcome.status
+        for record in outcome.records:
+            finished[record.id] = record.finished_at or 0.0
+        errors = [r.error for r in outcome.records if r.error]
+        result["errors"] = len(errors)
+        if errors:
+            result["first_error"] = errors[0][:300]
+    else:
+        outputs = outcome
+        result["status"] = "completed" if len(outputs) == workload.steps else "incomplete"
+        result["errors"] = 0
+    reference = reference_outputs(workload)
+    result["outputs_ok"] = outputs == reference
+    result["final_ok"] = all(outputs.get(name) == reference[name] for name in sinks(workload))
+    result["output_kb_per_step"] = sum(sys.getsizeof(v) for v in reference.values()) / 1024 / workload.steps
+    if server is not None:
+        first = [finished.get(n.name, 0.0) for n in workload.nodes if not n.parents]
+        second = [finished.get(n.name, 0.0) for n in workload.nodes if n.parents]
+        result["wave1_s"] = max(first) - run_started_at
+        result["wave2_s"] = max(second) - max(first)
+        result["cpu_us_per_call"] = result["cpu_s"] / workload.steps * 1e6
+
+
+if __name__ == "__main__":
+    main()
