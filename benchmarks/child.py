@@ -164,7 +164,8 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
         from langgraph_dag import build_graph, run_langgraph
 
         result["import_s"] = time.perf_counter() - imports_started
-        client = openai.AsyncOpenAI(api_key="bench-key", base_url=server.base_url, max_retries=0) if server else None
+        client = openai.AsyncOpenAI(api_key="bench-key", base_url=server.base_url, max_retries=0,
+                                    timeout=60) if server else None  # as orchestrai's timeout_s: 60
         work = sdk_work(client, finished) if client else sleep_work(workload.latency_s, finished)
         setup_started = time.perf_counter()
         compiled = build_graph(workload.nodes, work)
@@ -172,7 +173,8 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
         coroutine = lambda: run_langgraph(compiled, workload.max_concurrency)  # noqa: E731
     else:
         result["import_s"] = time.perf_counter() - imports_started
-        client = openai.AsyncOpenAI(api_key="bench-key", base_url=server.base_url, max_retries=0) if server else None
+        client = openai.AsyncOpenAI(api_key="bench-key", base_url=server.base_url, max_retries=0,
+                                    timeout=60) if server else None  # as orchestrai's timeout_s: 60
         work = sdk_work(client, finished) if client else sleep_work(workload.latency_s, finished)
         result["setup_s"] = 0.0
         coroutine = lambda: run_floor(workload.nodes, work, workload.max_concurrency)  # noqa: E731

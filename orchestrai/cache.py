@@ -12,7 +12,6 @@ import hashlib
 import json
 import sqlite3
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -31,7 +30,7 @@ def cache_key(provider_type: str, base_url: str | None, settings: dict[str, Any]
     """A content address for one call; any change to what is sent changes it."""
     host = urlparse(base_url).netloc if base_url else ""
     material = {"provider": provider_type, "host": host, "settings": settings,
-                "messages": [asdict(m) for m in messages]}
+                "messages": [{"role": m.role, "content": m.content} for m in messages]}  # as asdict(m), 10x cheaper
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -94,5 +93,9 @@ class CallCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=LOCK_WAIT_S, isolation_level="DEFERRED")
             self._db.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL never corrupts the file; it only skips the fsync of each commit, which
+            # blocked the event loop ~0.5 ms per cached call. A power cut may lose the last few
+            # entries: a cache can afford that (those calls are simply made again).
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
         return self._db

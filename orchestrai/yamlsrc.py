@@ -88,57 +88,65 @@ class _EventReader:
     def read(self, text: str) -> Any:
         root: Any = None
         documents = 0
-        # Open collections: [container, its loc, the key awaiting a value (mappings; _KEY: a key is due)]
+        lines = self.doc.lines
+        # Open collections: [container, its loc, the loc of the value due next (mappings: None while a key is due)]
         stack: list[list[Any]] = []
-        for event in yaml.parse(text, Loader=_Loader):
-            kind = type(event)
-            if kind is yaml.DocumentStartEvent:
-                documents += 1
-                if documents > 1:
-                    raise _Unusual  # yaml.compose reports "expected a single document"
-                continue
-            if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-                stack.pop()
-                continue
-            if kind not in (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent):
-                continue  # stream and document ends
-            if event.anchor is not None or event.tag is not None:
-                raise _Unusual
-            line = event.start_mark.line + 1
-            if not stack:
-                loc: Loc = ()
-            elif type(stack[-1][0]) is dict:
-                container, parent, key = stack[-1]
-                if key is _KEY:  # this event is a key
-                    if kind is not yaml.ScalarEvent:
-                        raise _Unusual  # a mapping or list as a key
-                    key = self._scalar(event)
-                    if key in container:
-                        self.problems.append(Problem(self.doc.path, line, f"duplicate key {key!r}", "remove one of them"))
-                    self.doc.lines[(*parent, key)] = line
-                    stack[-1][2] = key
+        loader = _Loader(text)
+        try:
+            # get_event() directly, not yaml.parse(): its generator checked for an event before each one.
+            while (kind := type(event := loader.get_event())) is not yaml.StreamEndEvent:
+                if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                    stack.pop()
                     continue
-                loc = (*parent, key)
-                stack[-1][2] = _KEY
-            else:
-                container, parent, _ = stack[-1]
-                loc = (*parent, len(container))
-                self.doc.lines[loc] = line
-            if kind is yaml.ScalarEvent:
-                value = self._scalar(event)
-                if self.expand_env and isinstance(value, str) and "${" in value:
-                    value = _expand(value, loc, self.doc)
-            else:
-                value = {} if kind is yaml.MappingStartEvent else []
-            if not stack:
-                root = value
-                self.doc.lines[()] = line
-            elif type(stack[-1][0]) is dict:
-                stack[-1][0][loc[-1]] = value
-            else:
-                stack[-1][0].append(value)
-            if kind is not yaml.ScalarEvent:
-                stack.append([value, loc, _KEY])
+                if kind is yaml.DocumentStartEvent:
+                    documents += 1
+                    if documents > 1:
+                        raise _Unusual  # yaml.compose reports "expected a single document"
+                    continue
+                if kind is not yaml.ScalarEvent and kind is not yaml.MappingStartEvent \
+                        and kind is not yaml.SequenceStartEvent:
+                    continue  # stream start, document end
+                if event.anchor is not None or event.tag is not None:
+                    raise _Unusual
+                line = event.start_mark.line + 1
+                if not stack:
+                    loc: Loc = ()
+                    lines[loc] = line
+                else:
+                    top = stack[-1]
+                    container = top[0]
+                    if type(container) is dict:
+                        loc = top[2]
+                        if loc is None:  # this event is a key
+                            if kind is not yaml.ScalarEvent:
+                                raise _Unusual  # a mapping or list as a key
+                            key = self._scalar(event)
+                            if key in container:
+                                self.problems.append(Problem(self.doc.path, line, f"duplicate key {key!r}",
+                                                            "remove one of them"))
+                            top[2] = lines_key = (*top[1], key)
+                            lines[lines_key] = line
+                            continue
+                        top[2] = None
+                    else:
+                        loc = (*top[1], len(container))
+                        lines[loc] = line
+                if kind is yaml.ScalarEvent:
+                    value = self._scalar(event)
+                    if self.expand_env and isinstance(value, str) and "${" in value:
+                        value = _expand(value, loc, self.doc)
+                else:
+                    value = {} if kind is yaml.MappingStartEvent else []
+                if not stack:
+                    root = value
+                elif type(stack[-1][0]) is dict:
+                    stack[-1][0][loc[-1]] = value
+                else:
+                    stack[-1][0].append(value)
+                if kind is not yaml.ScalarEvent:
+                    stack.append([value, loc, None])
+        finally:
+            loader.dispose()
         return root
 
     def _scalar(self, event: yaml.ScalarEvent) -> Any:

@@ -61,14 +61,28 @@ def fit_to_signature(function: Callable[..., Any], request: dict[str, Any]) -> d
     SDK releases add and drop named parameters (anthropic 2.x no longer names `temperature`), and
     OpenAI-compatible servers take their own (vLLM's `top_k`); the wire format accepts them all.
     """
-    import inspect
-
-    named = set(inspect.signature(function).parameters)
+    named = _parameter_names(function)
     known = {k: v for k, v in request.items() if k in named}
     extra = {k: v for k, v in request.items() if k not in named}
     if extra:
         known["extra_body"] = {**known.get("extra_body", {}), **extra}
     return known
+
+
+_PARAMETER_NAMES: dict[Any, frozenset[str]] = {}  # an SDK method's function -> the parameters it names
+
+
+def _parameter_names(function: Callable[..., Any]) -> frozenset[str]:
+    """The parameters `function` names; inspect.signature of an SDK method takes ~0.2 ms, so once per method.
+
+    Keyed by the plain function behind a bound method: the key does not keep a client alive.
+    """
+    key = getattr(function, "__func__", function)
+    if key not in _PARAMETER_NAMES:
+        import inspect
+
+        _PARAMETER_NAMES[key] = frozenset(inspect.signature(function).parameters)
+    return _PARAMETER_NAMES[key]
 
 
 def split_system(messages: list[Message]) -> tuple[str | None, list[Message]]:
