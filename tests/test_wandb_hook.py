@@ -12,6 +12,7 @@ import asyncio
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,6 +26,23 @@ def _run_translation(hooks: list[Any]) -> Any:
     result, _ = run_library("pipelines/translation.yml", inputs={"request": "hello sk-SECRET123"}, dry_run=True,
                             hooks=hooks)
     return result
+
+
+def _finished_records(path: Path, timeout_s: float = 15.0) -> list[Any]:
+    """The records of a run file once wandb's service has written its exit record.
+
+    run.finish() returns when the service has the data; writing the file may lag a little behind,
+    most of all on a loaded machine, so wait for it (bounded) instead of reading a half-written file.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            records = list(_records(path))
+        except Exception:  # noqa: BLE001 - a record cut short while the service is still writing
+            records = []
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
 
 
 def _records(path: Path) -> Iterator[Any]:
@@ -84,6 +102,7 @@ def test_offline_run_logs_trace_table_and_summary(offline_wandb: Path) -> None:
     assert len(run_dirs) == 1
     log_files = list(run_dirs[0].glob("*.wandb"))
     assert len(log_files) == 1
+    records = _finished_records(log_files[0])
     assert b"sk-SECRET123" not in log_files[0].read_bytes()
 
     tables = list(run_dirs[0].glob("files/media/table/steps_*.table.json"))
@@ -95,7 +114,6 @@ def test_offline_run_logs_trace_table_and_summary(offline_wandb: Path) -> None:
     assert rows["spanish"]["provider"] == "echo" and rows["spanish"]["status"] == "completed"
     assert rows["spanish"]["input_tokens"] > 0
 
-    records = list(_records(log_files[0]))
     run_record = next(r.run for r in records if r.WhichOneof("record_type") == "run")
     assert run_record.display_name == f"translation-{result.run_id}"
     assert run_record.project == "orchestrai-test"
@@ -142,7 +160,7 @@ def test_a_wandb_error_does_not_break_the_run_and_the_run_still_finishes(
     hook = WandbHook("orchestrai-test", None, "offline")
     assert _run_translation([hook]).status == "completed"
     (log_file,) = (offline_wandb / "wandb").glob("offline-run-*/*.wandb")
-    kinds = [r.WhichOneof("record_type") for r in _records(log_file)]
+    kinds = [r.WhichOneof("record_type") for r in _finished_records(log_file)]
     assert "exit" in kinds and "history" not in kinds  # finished, though nothing was logged
 
 
