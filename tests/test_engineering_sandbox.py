@@ -306,12 +306,8 @@ def test_an_uninstallable_requirement_fails_with_pips_reason(venv_area: tuple[Pa
     assert venv.requirements_changed(), "a failed install is tried again next time"
 
 
-@pytest.mark.slow
-def test_debugger_iteration_fails_on_pip_then_the_fixed_requirements_install_and_run(
-        venv_area: tuple[Path, list[str]], project: Path) -> None:
-    ws, pip_args = venv_area
-    (ws / "requirements.txt").write_text(f"# first try\n{MISSING_PACKAGE}\n")
-    (ws / "main.py").write_text(f"import {WHEEL_NAME}\nprint({WHEEL_NAME}.GREETING)\n")
+def write_debugger_pipeline(project: Path, **options: object) -> None:
+    """p.yml: start_module hands a workspace to a debugger step with these options; config picks the model."""
     write(project / "config.yml", "default_model_config: {model: gpt-4o-mini}\n")
     write(project / "p.yml", f"""
         pipeline:
@@ -319,8 +315,17 @@ def test_debugger_iteration_fails_on_pip_then_the_fixed_requirements_install_and
           - module: debugger
             inputs: [code]
             output_name: working
-            options: {{max_iterations: 3, pip_args: {json.dumps(pip_args)}}}
+            options: {json.dumps(options)}
         """)
+
+
+@pytest.mark.slow
+def test_debugger_iteration_fails_on_pip_then_the_fixed_requirements_install_and_run(
+        venv_area: tuple[Path, list[str]], project: Path) -> None:
+    ws, pip_args = venv_area
+    (ws / "requirements.txt").write_text(f"# first try\n{MISSING_PACKAGE}\n")
+    (ws / "main.py").write_text(f"import {WHEEL_NAME}\nprint({WHEEL_NAME}.GREETING)\n")
+    write_debugger_pipeline(project, max_iterations=3, pip_args=pip_args)
     fix = "The package name was wrong.\n\nFile: requirements.txt\n```text\norchestrai-demo-pkg==1.0\n```\n"
     provider = ScriptedProvider(replies=[fix])
     result, _ = run_library("p.yml", inputs={"code": {"workspace": str(ws), "entry_point": "main.py", "request": "greet"}},
@@ -344,15 +349,7 @@ def test_run_tests_installs_pytest_into_the_venv_and_a_failed_install_fails_the_
     (ws / "requirements.txt").unlink(missing_ok=True)
     (ws / "main.py").write_text("print('fine')\n")
     write(ws / "tests" / "test_main.py", "def test_nothing():\n    assert True\n")
-    write(project / "config.yml", "default_model_config: {model: gpt-4o-mini}\n")
-    write(project / "p.yml", f"""
-        pipeline:
-          - {{module: start_module, output_name: code}}
-          - module: debugger
-            inputs: [code]
-            output_name: working
-            options: {{max_iterations: 1, run_tests: true, pip_args: {json.dumps(pip_args)}}}
-        """)
+    write_debugger_pipeline(project, max_iterations=1, run_tests=True, pip_args=pip_args)
     result, _ = run_library("p.yml", inputs={"code": {"workspace": str(ws), "request": "tests"}},
                             providers={"openai": ScriptedProvider()}, allow_execution=True)
     record = next(r for r in result.records if r.id == "working")
