@@ -32,6 +32,30 @@ def test_template_globals_and_filters_work(tmp_path: Path) -> None:
         assert module.render({}, supplement=None, step_id=step_id) == f"01 {step_id.upper()}"
 
 
+@pytest.mark.parametrize("source", [
+    "Plain text, no variables.\n",
+    "Lang={{ supplement }} {{- request }} \n{# a comment #}\n{{ step }}\n\n",
+    "{% raw %}{{ not a variable }}{% endraw %} {{ request }}",
+    "A global: {{ range }} and none: {{ nothing }}",
+    "{{ request }} {% if request %}yes{% endif %}",
+    "{{ inputs }} {{ missing_name }}",
+])
+def test_plain_prompts_render_exactly_as_jinja2_does(tmp_path: Path, source: str) -> None:
+    """Text-and-names prompts skip jinja2's context for speed; the text and the errors must not change."""
+    prompt = write(tmp_path / "p.md", source)
+    module = ChameleonModule("p", prompt)
+    variables = {"request": {"a": 1}, "nothing": None, "inputs": {"request": {"a": 1}}, "supplement": "Fr", "step": "s"}
+    template = module._environment.from_string(source)
+    try:
+        expected = template.render(variables)
+    except Exception as exc:  # noqa: BLE001 - the same error must come out as a PromptError naming the file
+        with pytest.raises(PromptError, match=str(prompt)):
+            module.render({"request": {"a": 1}, "nothing": None}, supplement="Fr", step_id="s")
+        assert type(exc).__name__ == "UndefinedError"
+        return
+    assert module.render({"request": {"a": 1}, "nothing": None}, supplement="Fr", step_id="s") == expected
+
+
 def test_runtime_template_error_names_file_and_line(tmp_path: Path) -> None:
     prompt = write(tmp_path / "p.md", "fine\n{{ request.missing.deeper }}\n")
     with pytest.raises(PromptError) as caught:

@@ -48,6 +48,7 @@ class RunContext:
         self.by_model: dict[str, dict[str, Any]] = {}
         self._noticed: set[str] = set()
         self._provider_types: dict[str, str] = {}
+        self.report_calls = self.bus.wants(CallFinished)  # nobody listening: the event is not even built
 
     @property
     def run_inputs(self) -> dict[str, Any]:
@@ -62,6 +63,10 @@ class RunContext:
         if name not in self._provider_types:
             self._provider_types[name] = self.config.provider(name).type
         return self._provider_types[name]
+
+    def retry_policy(self, step: Step) -> RetryConfig:
+        """The config's retry policy with the step's own settings on top."""
+        return self.config.file.retry if step.retry is None else self.config.file.retry.merged(step.retry)
 
     def notice(self, text: str) -> None:
         """Tell the user something once per run."""
@@ -85,8 +90,10 @@ class StepContext:
     async def complete(self, messages: list[Message], **overrides: Any) -> Completion:
         """Call the step's model (settings overridable per call); fall back to `fallback_models` in order."""
         # Not dataclasses.asdict: its recursive deep copy was a tenth of a step's cost, for two strings.
-        self.record.messages.extend({"role": m.role, "content": m.content} for m in messages)
-        primary = {**self.step.model_settings, **overrides}
+        self.record.messages.extend([{"role": m.role, "content": m.content} for m in messages])
+        primary = {**self.step.model_settings, **overrides} if overrides else self.step.model_settings
+        if not self.step.fallbacks:
+            return await self._complete_with(primary, messages)
         candidates = [primary, *({**primary, **fallback} for fallback in self.step.fallbacks)]
         for position, settings in enumerate(candidates):
             try:
@@ -98,37 +105,38 @@ class StepContext:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _complete_with(self, settings: dict[str, Any], messages: list[Message]) -> Completion:
-        provider = self.run.providers.get(settings["provider"], step=self.step.id)
+        run = self.run
+        provider = run.providers.get(settings["provider"], step=self.step.id)
         self.record.provider, self.record.model = provider.name, str(settings["model"])
-        free = self.run.provider_type(provider.name) in FREE_PROVIDER_TYPES
-        key = self._cache_key(provider, settings, messages)
-        if key is not None and self.run.cache is not None:
-            hit = self.run.cache.get(key)
+        kind = run.provider_type(provider.name)
+        free = kind in FREE_PROVIDER_TYPES
+        key = self._cache_key(kind, provider, settings, messages) if run.cache is not None else None
+        if key is not None:
+            hit = run.cache.get(key)  # type: ignore[union-attr]
             self._report_cache_problem()
             if hit is not None:
                 self._account(hit, 0.0, cached=True)
                 return hit
-        on_token = self._token_sink() if self.run.stream else None
+        on_token = self._token_sink() if run.stream else None
         completion = await self._with_retries(provider, messages, settings, on_token, free)
-        cost = 0.0 if free else self.run.prices.cost(completion.model, completion.usage.input_tokens,
-                                                     completion.usage.output_tokens)
-        if key is not None and self.run.cache is not None:
-            self.run.cache.put(key, completion)
+        cost = 0.0 if free else run.prices.cost(completion.model, completion.usage.input_tokens,
+                                                completion.usage.output_tokens)
+        if key is not None:
+            run.cache.put(key, completion)  # type: ignore[union-attr]
             self._report_cache_problem()
         self._account(completion, cost)
         return Completion(completion.text, completion.usage, completion.model, completion.provider,
                           completion.latency_s, completion.raw_id, cost)
 
-    def _cache_key(self, provider: Provider, settings: dict[str, Any], messages: list[Message]) -> str | None:
-        kind = self.run.provider_type(provider.name)
-        if self.run.cache is None or not self.step.cache or kind == "echo":
+    def _cache_key(self, kind: str, provider: Provider, settings: dict[str, Any], messages: list[Message]) -> str | None:
+        if not self.step.cache or kind == "echo":
             return None
         return cache_key(kind, getattr(provider, "base_url", None),
                          {k: v for k, v in settings.items() if k != "provider"}, messages)
 
     async def _with_retries(self, provider: Provider, messages: list[Message], settings: dict[str, Any],
                             on_token: TokenCallback | None, free: bool) -> Completion:
-        policy = self.run.config.file.retry.merged(self.step.retry)
+        policy = self.run.retry_policy(self.step)
         model = str(settings["model"])
         for attempt in range(1, policy.max_attempts + 1):
             started = time.time()
@@ -154,29 +162,34 @@ class StepContext:
     async def _one_attempt(self, provider: Provider, messages: list[Message], settings: dict[str, Any],
                            on_token: TokenCallback | None, free: bool) -> Completion:
         """One call: reserve its worst-case cost, wait for the rate limits, then call with the step's timeout."""
+        run, step = self.run, self.step
         model = str(settings["model"])
         max_tokens = int(settings.get("max_tokens") or UNSET_MAX_TOKENS_ESTIMATE)
-        tokens = estimate_tokens(sum(len(m.content) for m in messages)) + max_tokens
-        worst = None if free else self.run.prices.cost(model, tokens - max_tokens, max_tokens)
-        self._check_step_budget(worst, model)
-        reservation = self.run.budget.reserve(worst, step_id=self.step.id, model=model)
-        limiters = self.run.rate_limits.limiters_for(provider.name, model)
-        permits = await self._acquire(limiters, tokens) if limiters else []
+        tokens = estimate_tokens(sum([len(m.content) for m in messages])) + max_tokens
+        reservation = None
+        if not free:  # a free model (echo, local) needs no budget bookkeeping at all
+            worst = run.prices.cost(model, tokens - max_tokens, max_tokens)
+            self._check_step_budget(worst, model)
+            reservation = run.budget.reserve(worst, step_id=step.id, model=model)
+        limiters = run.rate_limits.limiters_for(provider.name, model)
+        permits = await self._acquire(limiters, tokens) if limiters else ()
         completion = None
         try:
             call = provider.complete(messages, settings, on_token=on_token)
-            completion = await (asyncio.wait_for(call, self.step.timeout_s) if self.step.timeout_s else call)
+            completion = await (asyncio.wait_for(call, step.timeout_s) if step.timeout_s else call)
             return completion
         except asyncio.TimeoutError:
             raise ProviderError(f"provider {provider.name!r} did not answer within the step's timeout_s="
-                                f"{self.step.timeout_s:g}", kind="timeout") from None
+                                f"{step.timeout_s:g}", kind="timeout") from None
         finally:
-            used = completion.usage.input_tokens + completion.usage.output_tokens if completion else None
-            for limiter, permit in permits:
-                limiter.release(permit, used)
-            cost = None if completion is None or free else self.run.prices.cost(
-                completion.model, completion.usage.input_tokens, completion.usage.output_tokens)
-            self.run.budget.settle(reservation, cost)
+            if permits:
+                used = completion.usage.input_tokens + completion.usage.output_tokens if completion else None
+                for limiter, permit in permits:
+                    limiter.release(permit, used)
+            if reservation is not None:
+                cost = None if completion is None else run.prices.cost(
+                    completion.model, completion.usage.input_tokens, completion.usage.output_tokens)
+                run.budget.settle(reservation, cost)
 
     async def _acquire(self, limiters: list[SlidingWindowLimiter], tokens: int) -> list[tuple[SlidingWindowLimiter, Any]]:
         permits: list[tuple[SlidingWindowLimiter, Any]] = []
@@ -207,15 +220,18 @@ class StepContext:
         record.cache_hits += cached
         record.usage = record.usage + completion.usage
         record.cost_usd = (record.cost_usd or 0.0) + cost if (cost is not None and known) else None
-        model = self.run.by_model.setdefault(completion.model, {"calls": 0, "cached_calls": 0, "input_tokens": 0,
-                                                                "output_tokens": 0, "cost_usd": 0.0})
+        model = self.run.by_model.get(completion.model)
+        if model is None:
+            model = self.run.by_model[completion.model] = {"calls": 0, "cached_calls": 0, "input_tokens": 0,
+                                                           "output_tokens": 0, "cost_usd": 0.0}
         model["calls"] += 1
         model["cached_calls"] += cached
         model["input_tokens"] += completion.usage.input_tokens
         model["output_tokens"] += completion.usage.output_tokens
         model["cost_usd"] = None if cost is None or model["cost_usd"] is None else model["cost_usd"] + cost
-        self.run.bus.emit(CallFinished(self.step.id, completion.provider, completion.model, completion.usage,
-                                       cost, completion.latency_s, cached))
+        if self.run.report_calls:
+            self.run.bus.emit(CallFinished(self.step.id, completion.provider, completion.model, completion.usage,
+                                           cost, completion.latency_s, cached))
 
     def _report_cache_problem(self) -> None:
         if self.run.cache is not None and self.run.cache.problem:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..providers.base import Usage
 
@@ -14,7 +14,7 @@ log = logging.getLogger("orchestrai")
 SUCCESS = frozenset({"completed", "cached", "resumed"})
 
 
-@dataclass
+@dataclass(slots=True)
 class StepRecord:
     """What one step did; the memory log stores exactly these fields."""
 
@@ -35,8 +35,22 @@ class StepRecord:
     error: str | None = None
     calls: int = 0  # provider calls made (a Python module may make several)
     cache_hits: int = 0  # calls answered from the call cache
-    fingerprint: str | None = None  # what resume compares: module, prompt, settings, options
     details: dict[str, Any] = field(default_factory=dict)  # module-specific facts for the log (e.g. debugger iterations)
+    # The fingerprint is computed on first read: a run that neither resumes nor keeps a log never
+    # needs it, and hashing it was a tenth of a step's cost.
+    fingerprint_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """What resume compares: module, prompt content, model settings, supplement, options."""
+        if self._fingerprint is None and self.fingerprint_source is not None:
+            self._fingerprint = self.fingerprint_source()
+        return self._fingerprint
+
+    @fingerprint.setter
+    def fingerprint(self, value: str | None) -> None:
+        self._fingerprint = value
 
     @property
     def succeeded(self) -> bool:
@@ -138,21 +152,35 @@ class RunFinished:
 Event = RunStarted | StepStarted | StepToken | CallFinished | StepRetrying | Notice | StepEnded | RunFinished
 
 
+EVENT_TYPES: tuple[type, ...] = (RunStarted, StepStarted, StepToken, CallFinished, StepRetrying, Notice, StepEnded,
+                                 RunFinished)
+
+
 class Hook(Protocol):
-    """A subscriber. `on_event` is called in the event loop's thread; keep it quick."""
+    """A subscriber. `on_event` is called in the event loop's thread; keep it quick.
+
+    A hook may declare `events`, the event types it handles; it then receives only those, and the
+    engine does not even build an event nobody receives. Without it, a hook receives every event.
+    """
 
     def on_event(self, event: Event) -> None: ...
 
 
 class EventBus:
-    """Delivers each event to every hook; a broken hook is reported once and never stops the run."""
+    """Delivers each event to the hooks that want it; a broken hook is reported once and never stops the run."""
 
     def __init__(self, hooks: list[Hook] | None = None) -> None:
         self.hooks: list[Hook] = list(hooks or [])
         self.failures: dict[int, str] = {}
+        self._by_type: dict[type, list[Hook]] = {
+            kind: [hook for hook in self.hooks if kind in getattr(hook, "events", EVENT_TYPES)] for kind in EVENT_TYPES}
+
+    def wants(self, kind: type) -> bool:
+        """Whether any hook receives events of this type (so the caller can skip building one)."""
+        return bool(self._by_type[kind])
 
     def emit(self, event: Event) -> None:
-        for hook in self.hooks:
+        for hook in self._by_type[type(event)]:
             try:
                 hook.on_event(event)
             except Exception as exc:  # noqa: BLE001 - one subscriber must not take the run down

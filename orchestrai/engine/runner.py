@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import platform
 import secrets as _secrets
 import time
@@ -71,9 +72,12 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
     if not options.dry_run and _on_local_default(graph, config, registry):
         bus.emit(Notice(LOCAL_DEFAULT_NOTICE))
     status, message = "interrupted", None
+    frozen = _freeze_heap()
     try:
         status = await scheduler.execute()
     finally:
+        if frozen:
+            gc.unfreeze()
         records = list(scheduler.records.values())
         totals = summarize(records, time.time() - started, run.by_model)
         if status == "budget_exceeded":
@@ -86,8 +90,23 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
     return RunResult(run.run_id, status, records, outputs, totals, graph.sinks(), message, notices.texts)
 
 
+def _freeze_heap() -> bool:
+    """Keep the garbage collector off the objects that exist before the run (the graph, imports).
+
+    A run allocates many short-lived objects, and every full collection walked everything alive
+    besides: ~10% of a 1,000-step run and more of a 10,000-step one. Frozen objects are not freed
+    while frozen, so they are unfrozen when the run ends; a caller that froze its own heap is left alone.
+    """
+    if gc.get_freeze_count():
+        return False
+    gc.freeze()
+    return True
+
+
 class _NoticeCollector:
     """Keeps the run's notices for the result (the display hooks show them as they come)."""
+
+    events = frozenset({Notice})
 
     def __init__(self) -> None:
         self.texts: list[str] = []
@@ -163,15 +182,22 @@ def summarize(records: list[StepRecord], duration_s: float, by_model: dict[str, 
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    """What produced a run, for its log. Read from package metadata once per process (~10 ms)."""
+    global _VERSIONS
+    if _VERSIONS is None:
+        from importlib.metadata import PackageNotFoundError, version
 
-    found = {"python": platform.python_version()}
-    for package in ("orchestrai", "openai", "anthropic", "llama-cpp-python"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "not installed"
-    return found
+        found = {"python": platform.python_version()}
+        for package in ("orchestrai", "openai", "anthropic", "llama-cpp-python"):
+            try:
+                found[package] = version(package)
+            except PackageNotFoundError:
+                found[package] = "not installed"
+        _VERSIONS = found
+    return dict(_VERSIONS)
+
+
+_VERSIONS: dict[str, str] | None = None
 
 
 async def _close_quietly(providers: ProviderPool) -> None:

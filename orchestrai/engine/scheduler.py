@@ -11,10 +11,12 @@ import asyncio
 import heapq
 import time
 import traceback
+from functools import partial
 from typing import Any
 
 from ..budget import BudgetExceeded
 from ..errors import OrchestraiError
+from ..pipeline.spec import Step
 from .context import RunContext, StepContext
 from .events import StepEnded, StepRecord, StepStarted
 from .resume import Fingerprints, ResumeSource
@@ -37,6 +39,9 @@ class Scheduler:
         self._ready: list[tuple[int, int, str]] = []  # heap of (-priority, file position, step id)
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._finished = asyncio.Event()
+        # Events nobody receives are not built (a frozen dataclass per step adds up on 10,000 steps).
+        self._announce_starts = run.bus.wants(StepStarted)
+        self._announce_ends = run.bus.wants(StepEnded)
 
     async def execute(self) -> str:
         """Run to the end; returns the run status."""
@@ -66,11 +71,12 @@ class Scheduler:
         heapq.heappush(self._ready, (-step.priority, step.index, step_id))
 
     def _fill(self) -> None:
-        while self._ready and len(self._running) < self.max_concurrency and not self.stopped_by_budget:
-            _, _, step_id = heapq.heappop(self._ready)
+        ready, running = self._ready, self._running
+        while ready and len(running) < self.max_concurrency and not self.stopped_by_budget:
+            _, _, step_id = heapq.heappop(ready)
             task = asyncio.create_task(self._run_step(step_id), name=f"step:{step_id}")
-            self._running[step_id] = task
-            task.add_done_callback(lambda t, sid=step_id: self._on_done(sid, t))
+            running[step_id] = task
+            task.add_done_callback(partial(self._on_done, step_id))
         if self.stopped_by_budget and not self._running:
             self._skip_everything_left("not run: the run's budget was exhausted")
         if not self._running and (not self._ready or self.stopped_by_budget):
@@ -80,11 +86,12 @@ class Scheduler:
         step = self.graph.steps[step_id]
         record = self.records[step_id]
         record.status, record.started_at = "running", time.time()
-        inputs = {name: self.outputs[name] for name in step.all_inputs if name in self.outputs}
+        outputs = self.outputs
+        inputs = {name: outputs[name] for name in (step.all_inputs if step.optional_inputs else step.inputs)
+                  if name in outputs}
         record.inputs = inputs
         module = self.run.registry.instance(step.module)
-        extra = getattr(module, "fingerprint_extra", None)
-        record.fingerprint = self.fingerprints.of(step, extra(step, self.run.run_inputs) if extra else None)
+        record.fingerprint_source = partial(self._fingerprint, step, module)
         if self.resume is not None:
             verdict = self.resume.check(step_id, record.fingerprint, inputs)
             if verdict.reusable:
@@ -92,8 +99,13 @@ class Scheduler:
                 record.details["resumed_from"] = self.resume.run_id
                 return verdict.output
             record.details["rerun_because"] = verdict.reason
-        self.run.bus.emit(StepStarted(step_id, step.module, record.started_at))
+        if self._announce_starts:
+            self.run.bus.emit(StepStarted(step_id, step.module, record.started_at))
         return await module.run(StepContext(step, self.run, record), inputs)
+
+    def _fingerprint(self, step: Step, module: Any) -> str:
+        extra = getattr(module, "fingerprint_extra", None)
+        return self.fingerprints.of(step, extra(step, self.run.run_inputs) if extra else None)
 
     def _on_done(self, step_id: str, task: asyncio.Task[Any]) -> None:
         self._running.pop(step_id, None)
@@ -107,11 +119,11 @@ class Scheduler:
         elif isinstance(error, BudgetExceeded) and self.run.budget.exhausted:
             self.stopped_by_budget = True
             record.status, record.error = "skipped", self.run.redact(str(error))
-            self.run.bus.emit(StepEnded(record))
+            self._ended(record)
             self._settle_dependants(step_id)
         else:
             record.status, record.error = "failed", self.run.redact(describe_error(error))
-            self.run.bus.emit(StepEnded(record))
+            self._ended(record)
             self._settle_dependants(step_id)
         self._fill()
 
@@ -120,9 +132,13 @@ class Scheduler:
             record.status = "cached" if record.calls and record.cache_hits == record.calls else "completed"
         record.output = output
         self.outputs[self.graph.steps[step_id].output_name] = output
-        self.run.bus.emit(StepEnded(record))
+        self._ended(record)
         for successor in self.graph.successors[step_id]:
             self._input_arrived(successor)
+
+    def _ended(self, record: StepRecord) -> None:
+        if self._announce_ends:
+            self.run.bus.emit(StepEnded(record))
 
     def _input_arrived(self, step_id: str) -> None:
         self._waiting[step_id] -= 1
@@ -141,7 +157,7 @@ class Scheduler:
                 continue
             record.status = "skipped"
             record.error = f"not run: needs {missing!r} from step {failed_id!r}, which did not complete"
-            self.run.bus.emit(StepEnded(record))
+            self._ended(record)
             self._settle_dependants(successor)
 
     def _skip_everything_left(self, reason: str) -> None:
@@ -149,7 +165,7 @@ class Scheduler:
         for record in self.records.values():
             if record.status == "pending":
                 record.status, record.error = "skipped", reason
-                self.run.bus.emit(StepEnded(record))
+                self._ended(record)
 
     async def _interrupt(self) -> None:
         """Ctrl-C: cancel what runs, record it as interrupted, and what never started as skipped."""
@@ -161,7 +177,7 @@ class Scheduler:
         for record in self.records.values():
             if record.status == "running":
                 record.status, record.finished_at, record.error = "interrupted", now, "interrupted by the user"
-                self.run.bus.emit(StepEnded(record))
+                self._ended(record)
         self._skip_everything_left("not run: the run was interrupted")
 
 

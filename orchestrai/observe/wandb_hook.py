@@ -36,6 +36,8 @@ def _ms(timestamp: float | None) -> int | None:
 class WandbHook:
     """A hook that mirrors a run into Weights & Biases."""
 
+    events = frozenset({RunStarted, StepEnded, RunFinished})
+
     def __init__(self, project: str, entity: str | None = None, mode: str | None = None,
                  redact: Callable[[str], str] | None = None) -> None:
         try:

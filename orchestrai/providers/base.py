@@ -11,13 +11,16 @@ TokenCallback = Callable[[str], None]
 OUR_KEYS = frozenset({"provider", "model"})
 
 
-@dataclass(frozen=True)
+# Message, Usage and Completion are values nobody changes, but not frozen dataclasses: building a
+# frozen one costs 5x a plain one (each field goes through object.__setattr__), and a step builds
+# several of them; at 0-latency that was a tenth of the engine's cost per step.
+@dataclass(slots=True)
 class Message:
     role: str  # "system" | "user" | "assistant"
     content: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
@@ -26,7 +29,7 @@ class Usage:
         return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Completion:
     """One model answer."""
 

@@ -28,13 +28,17 @@ class EchoProvider:
         if latency > 0:
             await asyncio.sleep(latency)
         model = str(settings.get("model") or "echo")
-        last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        last_user = ""
+        for message in reversed(messages):
+            if message.role == "user":
+                last_user = message.content
+                break
         text = f"[echo {model}] {last_user[:REPLY_CHARS]}"
         if on_token is not None:
             for word in text.split(" "):
                 on_token(word + " ")
-        usage = Usage(sum(len(m.content) for m in messages) // 4 + 1, len(text) // 4 + 1)
-        return Completion(text, usage, model, self.name, time.perf_counter() - started, raw_id=None)
+        usage = Usage(sum([len(m.content) for m in messages]) // 4 + 1, len(text) // 4 + 1)
+        return Completion(text, usage, model, self.name, time.perf_counter() - started)
 
     async def aclose(self) -> None:
         return None
