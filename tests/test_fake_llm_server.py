@@ -477,7 +477,8 @@ async def _raw_chat(port: int, i: int) -> tuple[int, dict]:
 
 def test_two_hundred_concurrent_connections():
     n = 200
-    with FakeLLMServer(latency_s=0.2) as srv:
+    # 1 s of latency, so that 200 connections overlap even when a busy machine is slow to accept them.
+    with FakeLLMServer(latency_s=1.0) as srv:
 
         async def go():
             started = time.monotonic()

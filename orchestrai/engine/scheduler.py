@@ -74,58 +74,61 @@ class Scheduler:
         ready, running = self._ready, self._running
         while ready and len(running) < self.max_concurrency and not self.stopped_by_budget:
             _, _, step_id = heapq.heappop(ready)
-            task = asyncio.create_task(self._run_step(step_id), name=f"step:{step_id}")
-            running[step_id] = task
-            task.add_done_callback(partial(self._on_done, step_id))
-        if self.stopped_by_budget and not self._running:
+            running[step_id] = asyncio.create_task(self._run_step(step_id), name=f"step:{step_id}")
+        if self.stopped_by_budget and not running:
             self._skip_everything_left("not run: the run's budget was exhausted")
-        if not self._running and (not self._ready or self.stopped_by_budget):
+        if not running and (not ready or self.stopped_by_budget):
             self._finished.set()
 
-    async def _run_step(self, step_id: str) -> Any:
+    async def _run_step(self, step_id: str) -> None:
+        """One step, start to end. Its outcome is recorded here, at the end of its own task, not in a
+        done-callback: that would cost every step one more trip through the event loop."""
         step = self.graph.steps[step_id]
         record = self.records[step_id]
         record.status, record.started_at = "running", time.time()
-        outputs = self.outputs
-        inputs = {name: outputs[name] for name in (step.all_inputs if step.optional_inputs else step.inputs)
-                  if name in outputs}
-        record.inputs = inputs
-        module = self.run.registry.instance(step.module)
-        record.fingerprint_source = partial(self._fingerprint, step, module)
-        if self.resume is not None:
-            verdict = self.resume.check(step_id, record.fingerprint, inputs)
-            if verdict.reusable:
+        try:
+            outputs = self.outputs
+            inputs = {name: outputs[name] for name in (step.all_inputs if step.optional_inputs else step.inputs)
+                      if name in outputs}
+            record.inputs = inputs
+            module = self.run.registry.instance(step.module)
+            record.fingerprint_source = partial(self._fingerprint, step, module)
+            verdict = self.resume.check(step_id, record.fingerprint, inputs) if self.resume is not None else None
+            if verdict is not None and verdict.reusable:
                 record.status = "resumed"
-                record.details["resumed_from"] = self.resume.run_id
-                return verdict.output
-            record.details["rerun_because"] = verdict.reason
-        if self._announce_starts:
-            self.run.bus.emit(StepStarted(step_id, step.module, record.started_at))
-        return await module.run(StepContext(step, self.run, record), inputs)
+                record.details["resumed_from"] = self.resume.run_id  # type: ignore[union-attr]
+                output = verdict.output
+            else:
+                if verdict is not None:
+                    record.details["rerun_because"] = verdict.reason
+                if self._announce_starts:
+                    self.run.bus.emit(StepStarted(step_id, step.module, record.started_at))
+                output = await module.run(StepContext(step, self.run, record), inputs)
+        except asyncio.CancelledError:
+            self._running.pop(step_id, None)
+            raise  # _interrupt records these
+        except Exception as error:  # noqa: BLE001 - a module's failure is the step's outcome, not the run's end
+            self._running.pop(step_id, None)
+            record.finished_at = time.time()
+            self._failed(step_id, record, error)
+        else:
+            self._running.pop(step_id, None)
+            record.finished_at = time.time()
+            self._succeed(step_id, record, output)
+        self._fill()
 
     def _fingerprint(self, step: Step, module: Any) -> str:
         extra = getattr(module, "fingerprint_extra", None)
         return self.fingerprints.of(step, extra(step, self.run.run_inputs) if extra else None)
 
-    def _on_done(self, step_id: str, task: asyncio.Task[Any]) -> None:
-        self._running.pop(step_id, None)
-        if task.cancelled():
-            return  # _interrupt records these
-        record = self.records[step_id]
-        record.finished_at = time.time()
-        error = task.exception()
-        if error is None:
-            self._succeed(step_id, record, task.result())
-        elif isinstance(error, BudgetExceeded) and self.run.budget.exhausted:
+    def _failed(self, step_id: str, record: StepRecord, error: Exception) -> None:
+        if isinstance(error, BudgetExceeded) and self.run.budget.exhausted:
             self.stopped_by_budget = True
             record.status, record.error = "skipped", self.run.redact(str(error))
-            self._ended(record)
-            self._settle_dependants(step_id)
         else:
             record.status, record.error = "failed", self.run.redact(describe_error(error))
-            self._ended(record)
-            self._settle_dependants(step_id)
-        self._fill()
+        self._ended(record)
+        self._settle_dependants(step_id)
 
     def _succeed(self, step_id: str, record: StepRecord, output: Any) -> None:
         if record.status != "resumed":
