@@ -14,7 +14,7 @@ import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
@@ -86,7 +86,7 @@ class MemoryLog:
         # error message) can carry a secret into the file.
         self.redact = redact or (lambda text: text)
         self.path: Path | None = None
-        self._journal: IO[str] | None = None
+        self._journal: int | None = None  # a file descriptor opened for appending
         self._header: dict[str, Any] = {}
         self._notices: list[str] = []
         # Each ended step as JSON text: written to the journal at once and reused in the final log,
@@ -117,7 +117,7 @@ class MemoryLog:
                         "started_at": iso(event.started_at), "config": event.config, "versions": event.versions,
                         "resumed_from": event.resumed_from, "dry_run": event.dry_run}
         assert self.journal_path is not None
-        self._journal = self.journal_path.open("a", encoding="utf-8")
+        self._journal = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         plan = [[step_id, *modules] for step_id, modules in zip(event.step_ids, event.step_modules)]
         self._append({"type": "run", **self._header, "step_ids": list(event.step_ids), "plan": plan})
 
@@ -127,9 +127,11 @@ class MemoryLog:
     def _write_line(self, text: str) -> None:
         if self._journal is None:
             return
-        self._journal.write(self.redact(text) + "\n")
-        # flush hands the line to the OS: it survives the process dying (SIGKILL included).
-        self._journal.flush()
+        # Straight to the OS, one write per line (no buffer to flush): once written, the line
+        # survives the process dying, SIGKILL included.
+        data = memoryview((self.redact(text) + "\n").encode())
+        while data:
+            data = data[os.write(self._journal, data):]
 
     def _finish(self, event: RunFinished) -> None:
         if self.path is None:
@@ -150,7 +152,7 @@ class MemoryLog:
         write_json_atomically(self.path, map(self.redact, document_chunks(document, steps)))
         self._step_texts.clear()
         if self._journal is not None:
-            self._journal.close()
+            os.close(self._journal)
             self._journal = None
             assert self.journal_path is not None
             self.journal_path.unlink(missing_ok=True)
