@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 from floor import Work, run_floor  # noqa: E402
 from workloads import MODEL, Node, Workload, build, echo_reply, reference_outputs, sinks, user_message  # noqa: E402
 
-ENGINES = ("orchestrai", "orchestrai+log", "floor", "langgraph")
+ENGINES = ("orchestrai", "orchestrai+log", "floor", "floor-httpx", "langgraph")  # floor-httpx: http only, see below
 SYSTEM_PROMPT = "You echo your input."
 
 
@@ -78,6 +78,27 @@ def sleep_work(latency: float, finished: dict[str, float]) -> Work:
     return work
 
 
+def sdk_client(base_url: str, transport: str) -> tuple[Any, str]:
+    """The openai client the floor (and LangGraph) call: orchestrai's own transport choice, same timeout.
+
+    `make_http_client` is what orchestrai's providers use, so the floor pays the same SDK and HTTP
+    stack and the comparison measures orchestrai's own cost. transport "httpx" is the plain SDK default.
+    """
+    import openai
+
+    from orchestrai.providers.sdk_client import make_http_client
+
+    http_client, used = make_http_client(openai, 60, transport)
+    extra = {"http_client": http_client} if http_client is not None else {}
+    return openai.AsyncOpenAI(api_key="bench-key", base_url=base_url, max_retries=0, timeout=60, **extra), used
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of another process, from /proc (the loopback server's CPU)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sdk_work(client: Any, finished: dict[str, float]) -> Work:
     """A node that makes the same request orchestrai's chameleon step makes, through the openai SDK."""
 
@@ -89,6 +110,23 @@ def sdk_work(client: Any, finished: dict[str, float]) -> Work:
         return response.choices[0].message.content
 
     return work
+
+
+async def closing(run: Any, client: Any) -> Any:
+    """Await the run, then close the SDK client (and its connections), as orchestrai closes its providers."""
+    try:
+        return await run
+    finally:
+        if client is not None:
+            await client.close()
+
+
+def http_client_for(server: LoopbackServer | None, result: dict[str, Any]) -> Any:
+    """The floor's and LangGraph's openai client for the http workload (None for the others)."""
+    if server is None:
+        return None
+    client, result["transport"] = sdk_client(server.base_url, os.environ.get("ORCHESTRAI_HTTP_TRANSPORT", ""))
+    return client
 
 
 class LoopbackServer:
@@ -115,6 +153,9 @@ def main() -> None:
     parser.add_argument("engine", choices=ENGINES)
     parser.add_argument("workload")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--transport", choices=("aiohttp", "httpx"),
+                        help="http: the SDK's HTTP transport for every engine (default: what orchestrai picks, "
+                             "ORCHESTRAI_HTTP_TRANSPORT or aiohttp); floor-httpx is the floor with httpx")
     parser.add_argument("--profile", metavar="FILE", help="profile the run with pyinstrument; text report to FILE")
     parser.add_argument("--memory", action="store_true",
                         help="trace the run's Python allocations (tracemalloc): exact memory, inflated times")
@@ -126,6 +167,10 @@ def main() -> None:
     server = LoopbackServer(workload.latency_s) if http else None
     try:
         with tempfile.TemporaryDirectory(prefix="orchestrai-bench-") as tmp:
+            if http:
+                transport = "httpx" if args.engine == "floor-httpx" else args.transport
+                if transport:  # orchestrai's providers read it when they create their client
+                    os.environ["ORCHESTRAI_HTTP_TRANSPORT"] = transport
             measure(args.engine, workload, Path(tmp), server, result, args.profile, args.memory)
     finally:
         if server is not None:
@@ -140,7 +185,8 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
     finished: dict[str, float] = {}
     imports_started = time.perf_counter()
     if server is not None:
-        import openai  # imported before the clock starts, for every engine alike
+        import openai  # noqa: F401 - imported before the clock starts, for every engine alike
+        # (with aiohttp installed, `import openai` also imports aiohttp: its adapter is imported eagerly)
     if engine.startswith("orchestrai"):
         from orchestrai import MemoryLog, Project, RunOptions, run_pipeline
         from orchestrai.engine import runner  # noqa: F401 - the engine itself, not just the lazy names
@@ -164,20 +210,18 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
         from langgraph_dag import build_graph, run_langgraph
 
         result["import_s"] = time.perf_counter() - imports_started
-        client = openai.AsyncOpenAI(api_key="bench-key", base_url=server.base_url, max_retries=0,
-                                    timeout=60) if server else None  # as orchestrai's timeout_s: 60
+        client = http_client_for(server, result)
         work = sdk_work(client, finished) if client else sleep_work(workload.latency_s, finished)
         setup_started = time.perf_counter()
         compiled = build_graph(workload.nodes, work)
         result["setup_s"] = time.perf_counter() - setup_started  # building and compiling the graph
-        coroutine = lambda: run_langgraph(compiled, workload.max_concurrency)  # noqa: E731
+        coroutine = lambda: closing(run_langgraph(compiled, workload.max_concurrency), client)  # noqa: E731
     else:
         result["import_s"] = time.perf_counter() - imports_started
-        client = openai.AsyncOpenAI(api_key="bench-key", base_url=server.base_url, max_retries=0,
-                                    timeout=60) if server else None  # as orchestrai's timeout_s: 60
+        client = http_client_for(server, result)
         work = sdk_work(client, finished) if client else sleep_work(workload.latency_s, finished)
         result["setup_s"] = 0.0
-        coroutine = lambda: run_floor(workload.nodes, work, workload.max_concurrency)  # noqa: E731
+        coroutine = lambda: closing(run_floor(workload.nodes, work, workload.max_concurrency), client)  # noqa: E731
 
     sampler = FdSampler()
 
@@ -194,6 +238,7 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
     result["_hwm_before_kb"] = hwm_kb()
     rss_before = rss_kb()
     result["peak_reset"] = reset_peak()
+    server_cpu_started = process_cpu_s(server.process.pid) if server is not None else 0.0
     cpu_started, wall_started, run_started_at = time.process_time(), time.perf_counter(), time.time()
     if memory:  # the peak of memory allocated during the run, above what was allocated before it
         import tracemalloc
@@ -247,6 +292,15 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
         result["wave1_s"] = max(first) - run_started_at
         result["wave2_s"] = max(second) - max(first)
         result["cpu_us_per_call"] = result["cpu_s"] / workload.steps * 1e6
+        # The loopback server runs on the same cores: its CPU per call is time the client could not use.
+        server_cpu_s = process_cpu_s(server.process.pid) - server_cpu_started
+        result["server_cpu_us_per_call"] = server_cpu_s / workload.steps * 1e6
+        if "transport" not in result:  # orchestrai's engines: what its providers picked (the same function)
+            import openai
+
+            from orchestrai.providers.sdk_client import make_http_client
+
+            result["transport"] = make_http_client(openai, 60)[1]
 
 
 if __name__ == "__main__":

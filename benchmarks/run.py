@@ -34,7 +34,8 @@ from cli_start import measure_cli  # noqa: E402
 from workloads import DAG_WORKLOADS, build  # noqa: E402
 
 ALL_WORKLOADS = (*DAG_WORKLOADS, "http", "cli")
-ALL_ENGINES = ("orchestrai", "orchestrai+log", "floor", "langgraph")
+# floor-httpx: the floor through the SDK's default httpx client, a reference row for http only.
+ALL_ENGINES = ("orchestrai", "orchestrai+log", "floor", "floor-httpx", "langgraph")
 OVERHEAD_TARGETS = ("chain", "wide", "wide-capped", "layered")  # <= 2x floor (log off), <= 4x (log on), >= 8x below LangGraph
 LOADS: dict[str, list[float]] = {}  # workload -> 1-minute load average before and after it ran
 
@@ -68,7 +69,8 @@ def run_all(workloads: list[str], engines: list[str], runs: int, quick: bool, jo
         LOADS[workload] = [os.getloadavg()[0]]
         # http measures the SDK and HTTP stack, which LangGraph nodes would share; tracemalloc would slow
         # the SDK into timeouts, so http has no memory run (peak RSS is there).
-        those = [e for e in engines if not (workload == "http" and e == "langgraph")]
+        those = [e for e in engines if not (workload == "http" and e == "langgraph")
+                 and not (workload != "http" and e == "floor-httpx")]
         plan = [(engine, workload, False) for _ in range(runs) for engine in those]
         plan += [] if workload == "http" or not traced else [(engine, workload, True) for engine in those]
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:

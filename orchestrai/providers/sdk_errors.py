@@ -6,6 +6,8 @@ kind of APIConnectionError), so one translator serves both.
 
 from __future__ import annotations
 
+import asyncio
+
 from ..errors import ProviderError
 
 _SERVER_MESSAGE_CHARS = 200
@@ -15,9 +17,8 @@ def translate(exc: Exception, *, provider: str, model: str, base_url: str, key_e
     """A ProviderError naming the provider and the cause, with a hint on what to do."""
     status = getattr(exc, "status_code", None)
     detail = _server_message(exc)
-    kind_name = type(exc).__name__
     if status is None:
-        if "Timeout" in kind_name:
+        if _is_timeout(exc):
             return ProviderError(f"provider {provider!r} did not answer in time ({base_url})", kind="timeout",
                                  hint="raise providers.<name>.timeout_s in config.yml, or check the server")
         return ProviderError(f"provider {provider!r}: cannot connect to {base_url}", kind="connection",
@@ -37,6 +38,25 @@ def translate(exc: Exception, *, provider: str, model: str, base_url: str, key_e
                              hint="usually temporary: try again later")
     return ProviderError(f"provider {provider!r} refused the request ({status}): {detail}", kind="bad_request",
                          hint="check the step's model_config parameters")
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether a request failed because it took too long, rather than because it could not connect.
+
+    With the aiohttp transport the SDK's exception is not to be trusted: the adapter vendored in the
+    openai SDK maps every aiohttp connection error (refused, reset, server disconnected) to
+    `httpx.ConnectTimeout`, so the SDK raises `APITimeoutError` for a refused connection. The
+    aiohttp exception behind it says what happened: its timeouts are `asyncio.TimeoutError`s (not
+    the built-in `TimeoutError` before Python 3.11).
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if type(cause).__module__.startswith("aiohttp"):
+            return isinstance(cause, (TimeoutError, asyncio.TimeoutError))
+        cause = cause.__cause__ or cause.__context__
+    return "Timeout" in type(exc).__name__
 
 
 def _server_message(exc: Exception) -> str:
