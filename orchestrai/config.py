@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from .errors import ConfigError, Problem, ValidationFailed
 from .modelconfig import ModelConfig, local_model_is_default
-from .policies import ProviderRateLimits, RetryConfig
+from .policies import ProviderRateLimits, RetryConfig, new_dict
 from .schema_errors import problems_from_validation_error
 from .yamlsrc import load_yaml
 
@@ -20,7 +20,7 @@ BUILTIN_PROVIDERS = ("openai", "anthropic", "echo", "local")  # always exist, na
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), defer_build=True)
 
 
 class ProviderConfig(_Strict):
@@ -49,15 +49,15 @@ class Price(_Strict):
 class ConfigFile(_Strict):
     """Everything config.yml may hold."""
 
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    providers: dict[str, ProviderConfig] = Field(default_factory=new_dict)
     default_model_config: ModelConfig = Field(default_factory=ModelConfig)
     log_dir: str = "logs"
     max_concurrency: int = Field(8, ge=1)
     wandb: WandbConfig = Field(default_factory=WandbConfig)
     pipeline: str | None = None
-    pricing: dict[str, Price] = Field(default_factory=dict)
+    pricing: dict[str, Price] = Field(default_factory=new_dict)
     retry: RetryConfig = Field(default_factory=RetryConfig)
-    rate_limits: dict[str, ProviderRateLimits] = Field(default_factory=dict, description="Per provider name.")
+    rate_limits: dict[str, ProviderRateLimits] = Field(default_factory=new_dict, description="Per provider name.")
     budget_usd: float | None = Field(None, gt=0, description="Stop a run before it could spend more than this.")
     cache: bool = Field(True, description="Reuse identical provider calls from the call cache.")
     cache_dir: str | None = Field(None, description="Where the call cache lives (default: the user cache dir).")
@@ -173,7 +173,9 @@ def load_config(explicit: str | Path | None = None) -> Config:
     """Find, parse and validate the config; raise ValidationFailed listing every problem."""
     path = find_config(explicit)
     if path is None:
-        return Config(ConfigFile())
+        # All defaults: nothing to validate, so ConfigFile's validator (the schema of every nested
+        # model, ~10 ms to build) is not built; the result equals ConfigFile().
+        return Config(ConfigFile.model_construct())
     config, problems = parse_config(path)
     if problems:
         raise ValidationFailed(problems)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class ModelConfig(BaseModel):
     """Which model to call and how; keys beyond these pass through to the provider unchanged."""
 
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    model_config = ConfigDict(extra="allow", protected_namespaces=(), defer_build=True)
 
     provider: str | None = Field(None, description="A provider name from config.yml (openai, anthropic, echo, or one you add); inferred from the model when absent.")
     model: str | None = Field(None, description="Model name, e.g. gpt-4o-mini or claude-haiku-4-5.")
@@ -70,7 +70,7 @@ def apply_local_default(settings: dict[str, Any], local_default: bool) -> bool:
     return True
 
 
-def default_model(provider_type: str) -> str | None:
+def default_model(provider_type: str | None) -> str | None:
     """The model a step gets when none is set anywhere (None: the user must choose one)."""
     return DEFAULT_MODELS.get(provider_type)
 

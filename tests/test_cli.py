@@ -661,16 +661,18 @@ def imported_packages(importtime_stderr: str) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("name, banned", [
-    ("help_importtime", {"openai", "anthropic", "wandb", "networkx", "llama_cpp"}),
-    ("validate_importtime", {"openai", "anthropic", "wandb", "llama_cpp"}),  # networkx is fine here
+@pytest.mark.parametrize("name, banned, needed", [
+    ("help_importtime", {"openai", "anthropic", "wandb", "networkx", "llama_cpp", "pydantic", "jinja2"}, {"typer"}),
+    # validate FILE is answered without typer (see orchestrai/cli/app.py); tests/test_startup_imports.py has more
+    ("validate_importtime", {"openai", "anthropic", "wandb", "networkx", "llama_cpp", "typer"}, {"pydantic", "yaml"}),
 ])
-def test_cheap_commands_do_not_import_heavy_libraries(offline_runs: OfflineRuns, name: str, banned: set[str]) -> None:
+def test_cheap_commands_do_not_import_heavy_libraries(offline_runs: OfflineRuns, name: str, banned: set[str],
+                                                      needed: set[str]) -> None:
     _, proc = offline_runs[name]
 
     assert proc.returncode == 0, proc.stderr
     packages = imported_packages(proc.stderr)
-    assert "orchestrai" in packages and "typer" in packages, "importtime output was parsed"
+    assert "orchestrai" in packages and needed <= packages, "importtime output was parsed"
     assert packages & banned == set()
 
 

@@ -1,186 +1,141 @@
-"""`orchestrai` commands. Each parses its options, calls one library function and renders the result.
+"""The `orchestrai` console script: `main` hands the command line to the typer app in `commands.py`.
 
-Heavy libraries (networkx, pydantic, the provider SDKs, wandb) are imported inside the commands, so
-`orchestrai --help` starts fast.
+One exception, for start-up time: `orchestrai validate FILE... [--config PATH]` (the form editors,
+pre-commit hooks and CI run over and over) is answered without importing typer: importing it,
+building the click commands and coercing the options through pydantic is ~12% of the instructions of
+a `validate` (35-45 ms of ~0.3 s here). Only plain forms take this path: any other word (`--help`,
+`--`, `-cPATH`, an unknown option, a repeated --config, no file) goes to typer, so what typer would
+print for them (help, usage errors) is unchanged. Both paths run the same `validate_pipelines`, print
+the same lines and exit with the same codes (tests/test_startup_imports.py compares them).
+
+`app` (and the other typer objects) can still be imported from here, as before.
 """
 
 from __future__ import annotations
 
-import functools
+import errno
+import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, TextIO
 
-import typer
-
-from ..errors import OrchestraiError
-
-app = typer.Typer(name="orchestrai", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
-                  pretty_exceptions_enable=False,  # tracebacks with locals would show API keys
-                  help="Run LLM pipelines written in YAML as a parallel DAG of modules.")
-logs_app = typer.Typer(help="List past runs, or show one.", invoke_without_command=True, no_args_is_help=False)
-app.add_typer(logs_app, name="logs")
-
-ConfigOption = typer.Option(None, "--config", "-c", help="Config file (default: ./config.yml, then the user config dir).")
-LogDirOption = typer.Option(None, "--log-dir", help="Where memory logs go (default: log_dir from config).")
-
-
-def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a user's mistake as one or two lines and exit with its code; never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except OrchestraiError as exc:
-            from .render import print_error
-
-            print_error(exc)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper
-
-
-@app.command()
-@user_errors
-def run(
-    pipeline: Optional[Path] = typer.Argument(None, help="Pipeline file (default: pipeline from config)."),
-    config: Optional[Path] = ConfigOption,
-    inputs: list[str] = typer.Option([], "--input", "-i", help="A run input NAME=VALUE, e.g. request=\"...\"."),
-    input_files: list[str] = typer.Option([], "--input-file", help="A run input read from a file: NAME=PATH."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Run on the echo provider and print what would be sent."),
-    stream: bool = typer.Option(False, "--stream", help="Stream the tokens of running steps to the terminal."),
-    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Steps running at once."),
-    log_dir: Optional[Path] = LogDirOption,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; print only the result."),
-    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
-    use_wandb: bool = typer.Option(False, "--wandb", help="Send a trace of the run to Weights & Biases."),
-    workspace: Optional[Path] = typer.Option(None, "--workspace", help="Where generated code goes (default: generated_code/<run id>)."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Allow running generated code without asking."),
-    no_exec: bool = typer.Option(False, "--no-exec", help="Never execute generated code (the debugger only reviews)."),
-    budget: Optional[float] = typer.Option(None, "--budget", min=0.000001, help="Stop before spending more than this many USD."),
-    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN", help="Reuse matching steps of an earlier run (id or log path)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer calls from the call cache."),
-) -> None:
-    """Run a pipeline."""
-    from .runcmd import RunRequest, run_command
-
-    code = run_command(RunRequest(pipeline, config, inputs, input_files, dry_run, stream, max_concurrency,
-                                  log_dir, quiet, as_json, use_wandb, workspace, yes, no_exec, budget, resume,
-                                  no_cache))
-    raise typer.Exit(code)
-
-
-@app.command()
-@user_errors
-def validate(
-    pipelines: list[Path] = typer.Argument(..., help="Pipeline files to check."),
-    config: Optional[Path] = ConfigOption,
-) -> None:
-    """Check pipelines (and the config) without running anything; report every problem."""
-    from ..project import Project
-
-    project = Project.open(config)
-    failed = False
-    for path in pipelines:
-        graph, problems = project.check(path)
-        if problems:
-            from .render import print_problems  # rich only when there is something to show: it costs ~60 ms to import
-
-            failed = True
-            print_problems(problems)
-        else:
-            assert graph is not None
-            typer.echo(f"{path}: valid — {graph.summary()}")
-    raise typer.Exit(2 if failed else 0)
-
-
-@app.command()
-def schema() -> None:
-    """Print the JSON Schema of the pipeline format (for editor completion and checks)."""
-    from ..pipeline.spec import pipeline_json_schema
-
-    sys.stdout.write(pipeline_json_schema() + "\n")
-
-
-@app.command()
-@user_errors
-def modules(config: Optional[Path] = ConfigOption) -> None:
-    """List every module a pipeline can use, its kind and where it comes from."""
-    from ..project import Project
-    from .render import modules_table, stdout_console
-
-    stdout_console().print(modules_table(Project.open(config).registry.all()))
-
-
-@logs_app.callback()
-@user_errors
-def logs(ctx: typer.Context, config: Optional[Path] = ConfigOption, log_dir: Optional[Path] = LogDirOption) -> None:
-    """List past runs: time, pipeline, status, steps, tokens, cost."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from ..observe.runs import list_runs
-    from .render import runs_table, stdout_console
-
-    stdout_console(min_width_when_piped=160).print(runs_table(list_runs(_log_dir(config, log_dir))))
-
-
-@logs_app.command("show")
-@user_errors
-def logs_show(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id (or its start) or a log file path."),
-              config: Optional[Path] = ConfigOption, log_dir: Optional[Path] = LogDirOption,
-              as_json: bool = typer.Option(False, "--json", help="Print the whole log as JSON.")) -> None:
-    """Show one run: its steps, their status, tokens, cost and outputs."""
-    from ..observe.runs import dump, find_run
-    from .render import print_run, stdout_console
-
-    path, log = find_run(_log_dir(config, log_dir), run_ref)
-    if as_json:
-        sys.stdout.write(dump(log) + "\n")
-    else:
-        print_run(stdout_console(), path, log)
-
-
-cache_app = typer.Typer(help="The call cache: identical provider calls answered without a request.", no_args_is_help=True)
-app.add_typer(cache_app, name="cache")
-
-
-@cache_app.command("stats")
-@user_errors
-def cache_stats(config: Optional[Path] = ConfigOption) -> None:
-    """Where the cache is, how many calls it holds and its size."""
-    from ..cache import CallCache
-    from ..config import load_config
-    from .render import print_cache_stats, stdout_console
-
-    cache = CallCache(load_config(config).cache_dir)
-    print_cache_stats(stdout_console(), cache.stats())
-    cache.close()
-
-
-@cache_app.command("clear")
-@user_errors
-def cache_clear(config: Optional[Path] = ConfigOption) -> None:
-    """Delete every cached call."""
-    from ..cache import CallCache
-    from ..config import load_config
-
-    cache = CallCache(load_config(config).cache_dir)
-    removed = cache.clear()
-    cache.close()
-    if cache.problem:
-        raise OrchestraiError(cache.problem)
-    typer.echo(f"removed {removed} cached calls from {cache.path}")
-
-
-def _log_dir(config: Optional[Path], log_dir: Optional[Path]) -> Path:
-    if log_dir is not None:
-        return log_dir
-    from ..config import load_config
-
-    return load_config(config).log_dir
+_CONFIG_FLAGS = ("--config", "-c")
 
 
 def main() -> None:
     """The console-script entry point."""
+    request = quick_validate_request(sys.argv[1:])
+    if request is not None:
+        sys.exit(quick_validate(*request))
+    from .commands import app
+
     app()
+
+
+def quick_validate_request(args: list[str]) -> tuple[list[Path], Path | None] | None:
+    """(pipelines, config) when `args` is a plain `validate FILE... [--config PATH]`; None sends them to typer."""
+    if not args or args[0] != "validate" or sys.platform == "win32":  # click expands wildcards on Windows
+        return None
+    if any(name.startswith("_") and name.endswith("_COMPLETE") for name in os.environ):
+        return None  # a shell-completion request: click answers it
+    pipelines: list[str] = []
+    config: str | None = None
+    words = args[1:]
+    position = 0
+    while position < len(words):
+        word = words[position]
+        if word in _CONFIG_FLAGS and position + 1 < len(words):
+            value, position = words[position + 1], position + 2
+        elif word.startswith("--config="):
+            value, position = word[len("--config="):], position + 1
+        elif word and not word.startswith("-"):
+            pipelines.append(word)
+            position += 1
+            continue
+        else:
+            return None
+        if config is not None or not value or value.startswith("-"):
+            return None
+        config = value
+    if not pipelines or not all(_plain_text(word) for word in args):
+        return None
+    return [Path(p) for p in pipelines], (Path(config) if config is not None else None)
+
+
+def quick_validate(pipelines: list[Path], config: Path | None) -> int:
+    """Run `validate` as the typer command would, with typer's handling of errors; returns the exit code."""
+    from ..errors import OrchestraiError
+    from .validatecmd import validate_pipelines
+
+    try:
+        try:
+            return validate_pipelines(pipelines, config, echo)
+        except OrchestraiError as exc:  # as the commands' `user_errors`: one or two lines, never a traceback
+            from .render import print_error
+
+            print_error(exc)
+            return exc.exit_code
+    except KeyboardInterrupt:  # typer: exit 130, nothing printed
+        return 130
+    except EOFError:
+        sys.stderr.write("\nAborted!\n")
+        return 1
+    except OSError as exc:  # a closed pipe (`orchestrai validate ... | head -0`): exit 1 quietly, as click does
+        if exc.errno != errno.EPIPE:
+            raise
+        sys.stdout = _IgnoreClosedPipe(sys.stdout)  # type: ignore[assignment]
+        sys.stderr = _IgnoreClosedPipe(sys.stderr)  # type: ignore[assignment]
+        return 1
+
+
+def echo(text: str) -> None:
+    """Print one line as `typer.echo` does (it is used for what this simple write cannot match)."""
+    out = sys.stdout
+    if out is None:
+        return
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("_", "-")
+    if "\033" in text or encoding not in ("utf-8", "utf8"):
+        import typer  # strips ANSI codes when piped, writes UTF-8 to a stream set up as ASCII
+
+        typer.echo(text)
+        return
+    out.write(text + "\n")
+    out.flush()
+
+
+def _plain_text(word: str) -> bool:
+    """False for arguments that are not valid Unicode (undecodable bytes): typer's checks decide those."""
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class _IgnoreClosedPipe:
+    """A stream whose flush ignores a closed pipe (click's PacifyFlushWrapper), so exiting prints nothing."""
+
+    def __init__(self, wrapped: TextIO) -> None:
+        self.wrapped = wrapped
+
+    def flush(self) -> None:
+        try:
+            self.wrapped.flush()
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+def __getattr__(name: str) -> Any:
+    """`app`, `logs_app`, `cache_app`, `user_errors`, ...: the typer objects, imported on first use."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from . import commands
+
+    try:
+        return getattr(commands, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

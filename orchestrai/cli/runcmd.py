@@ -55,6 +55,9 @@ class RunRequest:
 
 def run_command(request: RunRequest) -> int:
     """Run one pipeline as the CLI does; returns the exit code."""
+    from .validatecmd import skip_pydantic_plugin_scan
+
+    skip_pydantic_plugin_scan()
     project = Project.open(request.config)
     log_dir = request.log_dir or project.config.log_dir
     resume = _resume_source(log_dir, request.resume) if request.resume else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from dataclasses import dataclass
 from functools import cached_property
@@ -159,9 +160,59 @@ def _unique_dirs(dirs: list[Path]) -> list[Path]:
 
 
 def _entry_points() -> list[Any]:
+    """The plugins: entry points of group `orchestrai.modules`, as importlib.metadata finds them.
+
+    importlib.metadata parses the entry points of every installed distribution to answer (10-20 ms
+    with ~170 distributions, on every `validate` and `run`); most environments have no plugin at all,
+    which a look at the same files shows in ~3 ms. It is asked only when some distribution may
+    declare the group.
+    """
+    if ENTRY_POINT_GROUP not in declared_entry_point_groups(ENTRY_POINT_GROUP):
+        return []
     from importlib.metadata import entry_points
 
     return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def declared_entry_point_groups(*groups: str) -> set[str]:
+    """Which of `groups` some distribution on sys.path may declare entry points for.
+
+    Conservative: a group is left out only when no `*.dist-info`/`*.egg-info` folder on sys.path
+    mentions it in its entry_points.txt, and nothing else (a zip or egg on the path, another
+    distribution finder in sys.meta_path) could declare it where this look cannot see.
+    """
+    from importlib.machinery import PathFinder
+
+    wanted = {group: group.encode() for group in groups}
+    found: set[str] = set()
+    if any(getattr(finder, "find_distributions", None) is not None and finder is not PathFinder
+           for finder in sys.meta_path):
+        return set(groups)
+    for entry in sys.path:
+        try:
+            folder = os.fspath(entry) or "."
+        except TypeError:
+            return set(groups)
+        if isinstance(folder, bytes) or folder.lower().endswith(".egg"):
+            return set(groups)
+        try:
+            with os.scandir(folder) as children:
+                names = [child.name for child in children]
+        except NotADirectoryError:
+            return set(groups)  # a zip file: importlib.metadata reads distributions inside it
+        except OSError:
+            continue  # missing or unreadable: importlib.metadata skips it too
+        for name in names:
+            if name.lower().endswith((".dist-info", ".egg-info")):
+                try:
+                    with open(os.path.join(folder, name, "entry_points.txt"), "rb") as file:
+                        text = file.read()
+                except OSError:
+                    continue
+                found.update(group for group, needle in wanted.items() if needle in text)
+                if len(found) == len(wanted):
+                    return found
+    return found
 
 
 def _importer(target: str) -> Callable[[], Module]:

@@ -30,6 +30,17 @@ class _Checker:
 
     def __post_init__(self) -> None:
         self.problems: list[Problem] = []
+        # Asked once per file, not per step: each reads the environment or builds a set (~0.1 s of a
+        # 10,000-step validation).
+        self.local_default = self.config.uses_local_default
+        self.known_providers = self.config.provider_names()
+        self._provider_types: dict[str, str | None] = {}
+
+    def provider_type(self, name: str) -> str | None:
+        """config.provider(name).type, looked up once per name (a built-in's settings are built anew on each call)."""
+        if name not in self._provider_types:
+            self._provider_types[name] = self.config.provider(name).type
+        return self._provider_types[name]
 
     def add(self, loc: tuple[Any, ...], message: str, hint: str | None = None) -> None:
         self.problems.append(self.doc.problem(loc, message, hint))
@@ -123,7 +134,7 @@ def _check_steps(check: _Checker, items: list[Any], header: PipelineHeader | Non
 def _resolve_fallbacks(check: _Checker, loc: tuple[Any, ...], step_id: str, spec: StepSpec) -> tuple[dict[str, str], ...]:
     """Each fallback as {provider, model}: a plain name infers its provider like any model does."""
     resolved = []
-    known = check.config.provider_names()
+    known = check.known_providers
     for position, entry in enumerate(spec.fallback_models):
         model, provider = (entry, None) if isinstance(entry, str) else (entry.model, entry.provider)
         provider = provider or infer_provider({"model": model})
@@ -136,9 +147,9 @@ def _resolve_fallbacks(check: _Checker, loc: tuple[Any, ...], step_id: str, spec
 
 def _resolve_model(check: _Checker, loc: tuple[Any, ...], step_id: str, settings: dict[str, Any]) -> None:
     """Fill in the provider and default model, reporting an unknown provider or a missing model."""
-    apply_local_default(settings, check.config.uses_local_default)
+    apply_local_default(settings, check.local_default)
     provider = infer_provider(settings)
-    known = check.config.provider_names()
+    known = check.known_providers
     where = (*loc, "model_config", "provider") if (*loc, "model_config", "provider") in check.doc.lines else loc
     if provider not in known:
         check.add(where, f"step {step_id!r}: unknown provider {provider!r}",
@@ -146,7 +157,7 @@ def _resolve_model(check: _Checker, loc: tuple[Any, ...], step_id: str, settings
         return
     settings["provider"] = provider
     if not settings.get("model"):
-        model = default_model(check.config.provider(provider).type)
+        model = default_model(check.provider_type(provider))
         if model is None:
             check.add(where, f"step {step_id!r}: provider {provider!r} needs a model",
                       "set model_config.model on the step, or default_model_config.model in config.yml")

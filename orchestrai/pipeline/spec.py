@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..modelconfig import ModelConfig
-from ..policies import RetryOverride
+from ..policies import RetryOverride, new_dict, new_list
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 
@@ -17,7 +17,7 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 class FallbackModel(BaseModel):
     """A fallback as a mapping; a plain string is the model name with the provider inferred."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), defer_build=True)
 
     model: str
     provider: str | None = None
@@ -26,22 +26,22 @@ class FallbackModel(BaseModel):
 class StepSpec(BaseModel):
     """One step as written in the pipeline file."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True, defer_build=True)
 
     module: str = Field(description="A Python module (orchestrai modules) or a prompt file name in system_prompts/.")
-    inputs: list[str] = Field(default_factory=list, description="output_names of earlier steps this step needs.")
+    inputs: list[str] = Field(default_factory=new_list, description="output_names of earlier steps this step needs.")
     output_name: str = Field(pattern=NAME_PATTERN, description="The name later steps use for this step's output.")
     id: str | None = Field(None, pattern=NAME_PATTERN, description="A unique step id (default: output_name).")
     settings: ModelConfig | None = Field(None, alias="model_config", description="Model settings for this step only.")
     supplement: str | None = Field(None, description="Extra text for the module, e.g. a target language.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Module-specific options.")
-    optional_inputs: list[str] = Field(default_factory=list,
+    options: dict[str, Any] = Field(default_factory=new_dict, description="Module-specific options.")
+    optional_inputs: list[str] = Field(default_factory=new_list,
                                        description="Inputs the step waits for but runs without if their step fails.")
     critical: bool = Field(True, description="false: this step failing does not fail the run (status partial).")
     priority: int = Field(0, description="When a rate limit is the bottleneck, higher goes first.")
     retry: RetryOverride | None = Field(None, description="Retry settings for this step (config's retry: otherwise).")
     timeout_s: float | None = Field(None, gt=0, description="Seconds one provider call attempt may take.")
-    fallback_models: list[str | FallbackModel] = Field(default_factory=list,
+    fallback_models: list[str | FallbackModel] = Field(default_factory=new_list,
                                                  description="Tried in order once a model's retries are exhausted.")
     max_cost_usd: float | None = Field(None, gt=0, description="The most this step may spend.")
     cache: bool = Field(True, description="false: never answer this step's calls from the call cache.")
@@ -50,7 +50,7 @@ class StepSpec(BaseModel):
 class PipelineHeader(BaseModel):
     """Everything in a pipeline file except its steps (validated apart, so every step's problems are found)."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), defer_build=True)
 
     name: str | None = Field(None, description="Defaults to the file name.")
     description: str | None = None

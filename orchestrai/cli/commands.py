@@ -1,0 +1,171 @@
+"""`orchestrai` commands (typer). Each parses its options, calls one library function and renders the result.
+
+Heavy libraries (pydantic, jinja2, rich, the provider SDKs, wandb) are imported inside the commands, so
+`orchestrai --help` starts fast. The console script's entry point, `main`, is in `app.py`: it answers
+the common forms of `orchestrai validate` without importing typer at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from ..errors import OrchestraiError
+
+app = typer.Typer(name="orchestrai", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                  pretty_exceptions_enable=False,  # tracebacks with locals would show API keys
+                  help="Run LLM pipelines written in YAML as a parallel DAG of modules.")
+logs_app = typer.Typer(help="List past runs, or show one.", invoke_without_command=True, no_args_is_help=False)
+app.add_typer(logs_app, name="logs")
+
+ConfigOption = typer.Option(None, "--config", "-c", help="Config file (default: ./config.yml, then the user config dir).")
+LogDirOption = typer.Option(None, "--log-dir", help="Where memory logs go (default: log_dir from config).")
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a user's mistake as one or two lines and exit with its code; never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except OrchestraiError as exc:
+            from .render import print_error
+
+            print_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def run(
+    pipeline: Optional[Path] = typer.Argument(None, help="Pipeline file (default: pipeline from config)."),
+    config: Optional[Path] = ConfigOption,
+    inputs: list[str] = typer.Option([], "--input", "-i", help="A run input NAME=VALUE, e.g. request=\"...\"."),
+    input_files: list[str] = typer.Option([], "--input-file", help="A run input read from a file: NAME=PATH."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Run on the echo provider and print what would be sent."),
+    stream: bool = typer.Option(False, "--stream", help="Stream the tokens of running steps to the terminal."),
+    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Steps running at once."),
+    log_dir: Optional[Path] = LogDirOption,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; print only the result."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    use_wandb: bool = typer.Option(False, "--wandb", help="Send a trace of the run to Weights & Biases."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", help="Where generated code goes (default: generated_code/<run id>)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Allow running generated code without asking."),
+    no_exec: bool = typer.Option(False, "--no-exec", help="Never execute generated code (the debugger only reviews)."),
+    budget: Optional[float] = typer.Option(None, "--budget", min=0.000001, help="Stop before spending more than this many USD."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN", help="Reuse matching steps of an earlier run (id or log path)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer calls from the call cache."),
+) -> None:
+    """Run a pipeline."""
+    from .runcmd import RunRequest, run_command
+
+    code = run_command(RunRequest(pipeline, config, inputs, input_files, dry_run, stream, max_concurrency,
+                                  log_dir, quiet, as_json, use_wandb, workspace, yes, no_exec, budget, resume,
+                                  no_cache))
+    raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
+def validate(
+    pipelines: list[Path] = typer.Argument(..., help="Pipeline files to check."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Check pipelines (and the config) without running anything; report every problem."""
+    from .validatecmd import validate_pipelines
+
+    raise typer.Exit(validate_pipelines(pipelines, config, typer.echo))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the pipeline format (for editor completion and checks)."""
+    from ..pipeline.spec import pipeline_json_schema
+
+    sys.stdout.write(pipeline_json_schema() + "\n")
+
+
+@app.command()
+@user_errors
+def modules(config: Optional[Path] = ConfigOption) -> None:
+    """List every module a pipeline can use, its kind and where it comes from."""
+    from ..project import Project
+    from .render import modules_table, stdout_console
+
+    stdout_console().print(modules_table(Project.open(config).registry.all()))
+
+
+@logs_app.callback()
+@user_errors
+def logs(ctx: typer.Context, config: Optional[Path] = ConfigOption, log_dir: Optional[Path] = LogDirOption) -> None:
+    """List past runs: time, pipeline, status, steps, tokens, cost."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..observe.runs import list_runs
+    from .render import runs_table, stdout_console
+
+    stdout_console(min_width_when_piped=160).print(runs_table(list_runs(_log_dir(config, log_dir))))
+
+
+@logs_app.command("show")
+@user_errors
+def logs_show(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id (or its start) or a log file path."),
+              config: Optional[Path] = ConfigOption, log_dir: Optional[Path] = LogDirOption,
+              as_json: bool = typer.Option(False, "--json", help="Print the whole log as JSON.")) -> None:
+    """Show one run: its steps, their status, tokens, cost and outputs."""
+    from ..observe.runs import dump, find_run
+    from .render import print_run, stdout_console
+
+    path, log = find_run(_log_dir(config, log_dir), run_ref)
+    if as_json:
+        sys.stdout.write(dump(log) + "\n")
+    else:
+        print_run(stdout_console(), path, log)
+
+
+cache_app = typer.Typer(help="The call cache: identical provider calls answered without a request.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("stats")
+@user_errors
+def cache_stats(config: Optional[Path] = ConfigOption) -> None:
+    """Where the cache is, how many calls it holds and its size."""
+    from ..cache import CallCache
+    from ..config import load_config
+    from .render import print_cache_stats, stdout_console
+
+    cache = CallCache(load_config(config).cache_dir)
+    print_cache_stats(stdout_console(), cache.stats())
+    cache.close()
+
+
+@cache_app.command("clear")
+@user_errors
+def cache_clear(config: Optional[Path] = ConfigOption) -> None:
+    """Delete every cached call."""
+    from ..cache import CallCache
+    from ..config import load_config
+
+    cache = CallCache(load_config(config).cache_dir)
+    removed = cache.clear()
+    cache.close()
+    if cache.problem:
+        raise OrchestraiError(cache.problem)
+    typer.echo(f"removed {removed} cached calls from {cache.path}")
+
+
+def _log_dir(config: Optional[Path], log_dir: Optional[Path]) -> Path:
+    if log_dir is not None:
+        return log_dir
+    from ..config import load_config
+
+    return load_config(config).log_dir
+
