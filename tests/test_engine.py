@@ -209,3 +209,78 @@ def test_python_module_calls_the_model_through_ctx(project: Path) -> None:
     step = next(s for s in json.loads(memory_log.path.read_text())["steps"] if s["id"] == "word")
     assert step["messages"][0] == {"role": "system", "content": "Reply with one word."}
     assert step["usage"] == {"input_tokens": 10, "output_tokens": 5} and step["cost_usd"] > 0
+
+
+class _Recorder:
+    """A hook that keeps every event it receives; `events` narrows what it is sent."""
+
+    def __init__(self, events: frozenset[type] | None = None) -> None:
+        if events is not None:
+            self.events = events
+        self.seen: list[object] = []
+
+    def on_event(self, event: object) -> None:
+        self.seen.append(event)
+
+
+def test_hooks_receive_only_the_event_types_they_declare(project: Path) -> None:
+    from orchestrai.engine.events import CallFinished, RunFinished, StepEnded, StepStarted
+
+    write(project / "diamond.yml", DIAMOND)
+    narrow, everything = _Recorder(frozenset({StepEnded, RunFinished})), _Recorder()
+    result, _ = run_library("diamond.yml", inputs={"request": "R"}, providers={"openai": ScriptedProvider()},
+                            hooks=[narrow, everything])
+    assert result.status == "completed"
+    assert {type(e) for e in narrow.seen} == {StepEnded, RunFinished}
+    assert [e.record.id for e in narrow.seen if isinstance(e, StepEnded)] == \
+        [e.record.id for e in everything.seen if isinstance(e, StepEnded)]
+    assert sum(isinstance(e, StepStarted) for e in everything.seen) == 4
+    assert sum(isinstance(e, CallFinished) for e in everything.seen) == 3
+
+
+def test_fingerprints_are_computed_when_read_and_match_the_log(project: Path) -> None:
+    from orchestrai.engine.resume import Fingerprints
+
+    write(project / "diamond.yml", DIAMOND)
+    project_ = Project.open()
+    graph = project_.load("diamond.yml")
+    options = RunOptions(run_inputs={"request": "R"}, providers={"openai": ScriptedProvider()})
+    result = asyncio.run(run_pipeline(graph, project_.config, project_.registry, options, hooks=[]))
+    record = next(r for r in result.records if r.id == graph.pipeline.steps[1].id)
+    assert record._fingerprint is None, "nobody read it during the run, so it was not computed"
+    expected = Fingerprints(project_.registry).of(graph.pipeline.steps[1])
+    assert record.fingerprint == expected and record._fingerprint == expected
+
+    logged, memory_log = run_library("diamond.yml", inputs={"request": "R"}, providers={"openai": ScriptedProvider()})
+    steps = {s["id"]: s for s in json.loads(memory_log.path.read_text())["steps"]}
+    assert steps[record.id]["fingerprint"] == expected
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it(project: Path) -> None:
+    import gc
+
+    write(project / "diamond.yml", DIAMOND)
+    assert gc.get_freeze_count() == 0
+    run_library("diamond.yml", inputs={"request": "R"}, providers={"openai": ScriptedProvider()})
+    assert gc.get_freeze_count() == 0, "the heap frozen for the run must be unfrozen after it"
+    gc.freeze()  # a caller that froze its own heap keeps it frozen
+    try:
+        frozen = gc.get_freeze_count()
+        run_library("diamond.yml", inputs={"request": "R"}, providers={"openai": ScriptedProvider()})
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_log_timestamps_match_datetime_isoformat() -> None:
+    import random
+    from datetime import datetime, timezone
+
+    from orchestrai.observe.memory_log import iso
+
+    rng = random.Random(7)
+    stamps = [rng.uniform(1.6e9, 1.9e9) for _ in range(3000)]
+    stamps += [int(t) + edge for t in stamps[:300] for edge in (0.0, 0.0004999, 0.0005, 0.9994999, 0.9999996)]
+    for stamp in stamps:
+        assert iso(stamp) == datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="milliseconds"), stamp
+    assert iso(None) is None
