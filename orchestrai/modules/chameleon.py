@@ -107,11 +107,15 @@ class ChameleonModule:
     @cached_property
     def _plain_parts(self) -> tuple[tuple[str | None, str | None], ...] | None:
         """(text, None) and (None, name) pieces when the prompt is only text and `{{ name }}`; else None."""
-        from jinja2 import nodes
+        from jinja2 import TemplateSyntaxError, nodes
 
-        self._template  # noqa: B018 - a syntax error is reported by the template, as before
+        try:
+            tree = self._tree  # parsed, not compiled: a plain prompt never needs jinja2's compiled code
+        except TemplateSyntaxError:
+            self._template  # noqa: B018 - raises the PromptError that names the prompt file and line
+            raise
         parts: list[tuple[str | None, str | None]] = []
-        for statement in self._tree.body:
+        for statement in tree.body:
             if not isinstance(statement, nodes.Output):
                 return None
             for node in statement.nodes:
