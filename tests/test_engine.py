@@ -267,7 +267,9 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it(project: Path) -> Non
     try:
         frozen = gc.get_freeze_count()
         run_library("diamond.yml", inputs={"request": "R"}, providers={"openai": ScriptedProvider()})
-        assert gc.get_freeze_count() >= frozen
+        # Frozen objects can still be freed by reference counting, so the count may drop a little;
+        # unfreezing would take it to 0.
+        assert gc.get_freeze_count() > frozen // 2
     finally:
         gc.unfreeze()
 
