@@ -87,7 +87,6 @@ def limiter_alone() -> list[str]:
 
 
 def engine_run() -> str:
-    from orchestrai.config import Config, ConfigFile
     from orchestrai.engine.options import RunOptions
     from orchestrai.engine.runner import run_pipeline
     from orchestrai.project import Project
