@@ -66,7 +66,7 @@ class RunContext:
 
     def retry_policy(self, step: Step) -> RetryConfig:
         """The config's retry policy with the step's own settings on top."""
-        return self.config.file.retry if step.retry is None else self.config.file.retry.merged(step.retry)
+        return self.config.file.retry.merged(step.retry)
 
     def notice(self, text: str) -> None:
         """Tell the user something once per run."""

@@ -86,10 +86,10 @@ class Scheduler:
         step = self.graph.steps[step_id]
         record = self.records[step_id]
         record.status, record.started_at = "running", time.time()
+        error: Exception | None = None
         try:
             outputs = self.outputs
-            inputs = {name: outputs[name] for name in (step.all_inputs if step.optional_inputs else step.inputs)
-                      if name in outputs}
+            inputs = {name: outputs[name] for name in step.all_inputs if name in outputs}
             record.inputs = inputs
             module = self.run.registry.instance(step.module)
             record.fingerprint_source = partial(self._fingerprint, step, module)
@@ -107,14 +107,14 @@ class Scheduler:
         except asyncio.CancelledError:
             self._running.pop(step_id, None)
             raise  # _interrupt records these
-        except Exception as error:  # noqa: BLE001 - a module's failure is the step's outcome, not the run's end
-            self._running.pop(step_id, None)
-            record.finished_at = time.time()
-            self._failed(step_id, record, error)
-        else:
-            self._running.pop(step_id, None)
-            record.finished_at = time.time()
+        except Exception as exc:  # noqa: BLE001 - a module's failure is the step's outcome, not the run's end
+            error = exc
+        self._running.pop(step_id, None)
+        record.finished_at = time.time()
+        if error is None:
             self._succeed(step_id, record, output)
+        else:
+            self._failed(step_id, record, error)
         self._fill()
 
     def _fingerprint(self, step: Step, module: Any) -> str:

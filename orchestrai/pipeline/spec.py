@@ -89,6 +89,8 @@ class Step:
     @property
     def all_inputs(self) -> tuple[str, ...]:
         """Required and optional inputs: every output this step waits for."""
+        if not self.optional_inputs:  # the common case, asked once per step run
+            return self.inputs
         return self.inputs + tuple(name for name in self.optional_inputs if name not in self.inputs)
 
 
