@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -13,7 +14,12 @@ from .errors import ConfigError, Problem, ValidationFailed
 from .modelconfig import ModelConfig, local_model_is_default
 from .policies import ProviderRateLimits, RetryConfig, new_dict
 from .schema_errors import problems_from_validation_error
-from .yamlsrc import load_yaml
+from .yamlsrc import YamlDoc, load_yaml
+
+if TYPE_CHECKING:
+    from .api import ProviderSettings, ProviderType
+    from .engine.redact import Redactor
+    from .pipeline.spec import Step
 
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 BUILTIN_PROVIDERS = ("openai", "anthropic", "echo", "local")  # always exist, named like their type
@@ -26,12 +32,15 @@ class _Strict(BaseModel):
 class ProviderConfig(_Strict):
     """One named endpoint. `type: openai` covers every OpenAI-compatible server."""
 
-    # Unset: an entry named like a built-in (openai, anthropic, ...) keeps that type, any other is openai.
-    type: Literal["openai", "anthropic", "echo", "local"] = Field(None, validate_default=False)  # type: ignore[assignment]
+    # A provider type registered under the `orchestrai.providers` entry points (checked after the
+    # schema, with the line). Unset: an entry named like a type keeps that type, any other is openai.
+    type: str | None = Field(None, description="openai, anthropic, echo, local, or an installed plugin's type.")
     api_key: SecretStr | None = None
     base_url: str | None = None
     timeout_s: float = Field(120.0, gt=0, description="Seconds before one request times out.")
     latency_s: float = Field(0.0, ge=0, description="echo only: simulated latency per call.")
+    rate_limits: ProviderRateLimits | None = Field(None, description="This provider's limits (or under rate_limits:).")
+    options: dict[str, Any] = Field(default_factory=new_dict, description="Settings for a plugin provider type.")
 
 
 class WandbConfig(_Strict):
@@ -62,14 +71,15 @@ class ConfigFile(_Strict):
     cache: bool = Field(True, description="Reuse identical provider calls from the call cache.")
     cache_dir: str | None = Field(None, description="Where the call cache lives (default: the user cache dir).")
 
+    workspace_dir: str = Field("generated_code", description="Where code-writing modules put each run's files.")
+    allow_execution: bool = Field(False, description="Run generated code without asking (like --yes).")
+
     @model_validator(mode="after")
     def _default_provider_types(self) -> ConfigFile:
         for name, provider in self.providers.items():
             if provider.type is None:
-                provider.type = name if name in BUILTIN_PROVIDERS else "openai"  # type: ignore[assignment]
+                provider.type = name if name in BUILTIN_PROVIDERS else "openai"
         return self
-    workspace_dir: str = Field("generated_code", description="Where code-writing modules put each run's files.")
-    allow_execution: bool = Field(False, description="Run generated code without asking (like --yes).")
 
 
 @dataclass
@@ -79,6 +89,7 @@ class Config:
     file: ConfigFile
     path: Path | None = None  # None when no config file was found (all defaults)
     unset_env: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # dotted key -> (VAR, line)
+    _builtin_providers: dict[str, ProviderConfig] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def base_dir(self) -> Path:
@@ -108,9 +119,41 @@ class Config:
         """The settings for provider `name`, with built-in defaults for openai, anthropic, echo and local."""
         if name in self.file.providers:
             return self.file.providers[name]
-        if name in BUILTIN_PROVIDERS:
-            return ProviderConfig(type=name)  # type: ignore[arg-type]
-        raise KeyError(name)
+        if name not in BUILTIN_PROVIDERS:
+            raise KeyError(name)
+        # Built once per name and kept: the loader asks for each step, the engine for each call.
+        if name not in self._builtin_providers:
+            self._builtin_providers[name] = ProviderConfig(type=name)
+        return self._builtin_providers[name]
+
+    def provider_type(self, name: str) -> ProviderType:
+        """The registered ProviderType of provider `name` (raises ConfigError when it is not installed)."""
+        from .providers.registry import provider_type
+
+        return provider_type(str(self.provider(name).type))
+
+    def is_free(self, name: str) -> bool:
+        """Whether provider `name`'s calls cost nothing (echo, local): no price, no budget."""
+        return self.provider_type(name).free
+
+    def provider_settings(self, name: str) -> ProviderSettings:
+        """What the provider's type needs to create it: its key, endpoint, timeout and options."""
+        from .api import ProviderSettings
+
+        settings = self.provider(name)
+        options = {**settings.options, **({"latency_s": settings.latency_s} if settings.latency_s else {})}
+        return ProviderSettings(name=name, type=str(settings.type), api_key=self.api_key(name),
+                                base_url=settings.base_url, timeout_s=settings.timeout_s,
+                                key_env=DEFAULT_KEY_ENV.get(name), base_dir=self.base_dir, options=options)
+
+    @cached_property
+    def rate_limits(self) -> dict[str, ProviderRateLimits]:
+        """Rate limits per provider name, from `rate_limits:` and from under each provider (one meaning)."""
+        merged = dict(self.file.rate_limits)
+        for name, provider in self.file.providers.items():
+            if provider.rate_limits is not None:
+                merged[name] = provider.rate_limits
+        return merged
 
     def api_key(self, name: str) -> str | None:
         """The key for provider `name`: from config, else the standard environment variable.
@@ -137,10 +180,27 @@ class Config:
         return ConfigError(f"{who}, which has no API key",
                            hint=f"export {env_name}=... or set {dotted}: ${{{env_name}}} in config.yml")
 
+    def inference_note(self, step: Step) -> str | None:
+        """Said with every error about a step's provider when it was inferred from the model name, not chosen."""
+        if not step.provider_inferred:
+            return None
+        provider, model = step.model_settings.get("provider"), step.model_settings.get("model")
+        servers = [(name, p.base_url) for name, p in self.file.providers.items() if name != provider and p.base_url]
+        choice = (f"set model_config.provider: {servers[0][0]} to use the server at {servers[0][1]}" if servers
+                  else f"set model_config.provider to choose another ({', '.join(sorted(self.provider_names()))})")
+        return f"provider {provider!r} was inferred from model {model!r}; {choice}"
+
     def secrets(self) -> list[str]:
         """Every secret value this config can see, for redaction."""
         values = [self.api_key(name) for name in self.provider_names() if name != "echo"]
         return [v for v in values if v]
+
+    @property
+    def redactor(self) -> Redactor:
+        """The Redactor for every secret this config can see (the environment is read now: keys may change)."""
+        from .engine.redact import Redactor
+
+        return Redactor(self.secrets())
 
     def redacted(self) -> dict[str, Any]:
         """The config as JSON-able data with every key replaced by '***'."""
@@ -197,8 +257,35 @@ def parse_config(path: Path) -> tuple[Config | None, list[Problem]]:
         return None, problems_from_validation_error(exc, doc, what="config", model=ConfigFile)
     unset = {".".join(map(str, loc)): (var, doc.line_of(loc)) for loc, var in doc.unset_env.items()}
     config = Config(file, path=path, unset_env=unset)
-    known = config.provider_names()
-    problems = [doc.problem(("rate_limits", name), f"rate_limits: unknown provider {name!r}",
-                            f"use one of {', '.join(sorted(known))}") for name in file.rate_limits if name not in known]
+    problems = [*_provider_type_problems(file, doc), *_rate_limit_problems(config, doc)]
     return (None, problems) if problems else (config, [])
+
+
+def _provider_type_problems(file: ConfigFile, doc: YamlDoc) -> list[Problem]:
+    """Each provider's `type:` must be installed (registered under the orchestrai.providers entry points)."""
+    from .providers.registry import registered
+
+    installed = registered()
+    problems = []
+    for name, provider in file.providers.items():
+        if provider.type not in installed:
+            where = ("providers", name, "type") if ("providers", name, "type") in doc.lines else ("providers", name)
+            problems.append(doc.problem(where, f"provider {name!r}: unknown type {provider.type!r}",
+                                        f"installed types: {', '.join(sorted(installed)) or 'none'}"))
+    return problems
+
+
+def _rate_limit_problems(config: Config, doc: YamlDoc) -> list[Problem]:
+    """`rate_limits:` must name known providers, and a provider's limits are written in one place only."""
+    known = config.provider_names()
+    problems = []
+    for name in config.file.rate_limits:
+        if name not in known:
+            problems.append(doc.problem(("rate_limits", name), f"rate_limits: unknown provider {name!r}",
+                                        f"use one of {', '.join(sorted(known))}"))
+        elif (provider := config.file.providers.get(name)) is not None and provider.rate_limits is not None:
+            problems.append(doc.problem(("providers", name, "rate_limits"),
+                                        f"provider {name!r} has rate limits here and under rate_limits: (line "
+                                        f"{doc.line_of(('rate_limits', name))})", "keep one of the two"))
+    return problems
 

@@ -7,6 +7,10 @@ OrchestraiError is a bug and is shown with a traceback (never with local variabl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+# Why a provider call failed. Retryable: rate_limit (honouring Retry-After), server, timeout, connection.
+ErrorKind = Literal["auth", "not_found", "rate_limit", "server", "timeout", "connection", "bad_request"]
 
 
 class OrchestraiError(Exception):
@@ -51,9 +55,9 @@ class ProviderError(OrchestraiError):
     """An LLM provider call failed; `kind` says why (auth, not_found, rate_limit, server, timeout, connection, bad_request)."""
 
     exit_code = 1
-    retryable_kinds = frozenset({"rate_limit", "server", "timeout", "connection"})
+    retryable_kinds: frozenset[ErrorKind] = frozenset({"rate_limit", "server", "timeout", "connection"})
 
-    def __init__(self, message: str, *, kind: str, hint: str | None = None, retry_after_s: float | None = None) -> None:
+    def __init__(self, message: str, *, kind: ErrorKind, hint: str | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(message, hint=hint)
         self.kind = kind
         self.retry_after_s = retry_after_s
@@ -75,6 +79,17 @@ class MissingExtraError(OrchestraiError):
     exit_code = 2
 
 
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where something is written: a file and, when known, a line. Shown as `path:line`."""
+
+    path: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a file, located as precisely as we can."""
@@ -83,6 +98,10 @@ class Problem:
     line: int | None
     message: str
     hint: str | None = None
+
+    @classmethod
+    def at(cls, location: Location, message: str, hint: str | None = None) -> Problem:
+        return cls(location.path, location.line, message, hint)
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path

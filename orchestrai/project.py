@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, load_config
-from .errors import Problem, ValidationFailed
+from .errors import Problem
 from .modules.base import ModuleRegistry
 from .pipeline.graph import PipelineGraph
-from .pipeline.loader import check_pipeline
+from .pipeline.loader import check_pipeline, load_pipeline
 
 
 @dataclass
@@ -28,16 +28,7 @@ class Project:
 
     def load(self, pipeline_path: str | Path | None) -> PipelineGraph:
         """The pipeline's graph (default: config's `pipeline:`), or ValidationFailed with every problem."""
-        if pipeline_path is None:
-            if not self.config.file.pipeline:
-                raise ValidationFailed([Problem(str(self.config.path or "config.yml"), None, "no pipeline given",
-                                                "pass a pipeline file, or set pipeline: in config.yml")])
-            pipeline_path = self.config.base_dir / self.config.file.pipeline
-        graph, problems = self.check(pipeline_path)
-        if problems:
-            raise ValidationFailed(problems)
-        assert graph is not None
-        return graph
+        return load_pipeline(pipeline_path, self.config, self.registry)
 
 
 def project_dirs(config: Config) -> list[Path]:

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from orchestrai.redact import Redactor
+from orchestrai.engine.redact import Redactor
 from orchestrai.engine.runner import RunOptions, RunResult, run_pipeline
 from orchestrai.observe.memory_log import MemoryLog
 from orchestrai.project import Project

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from orchestrai.errors import ProviderError
-from orchestrai.providers.base import Completion, Message, Usage
+from orchestrai.api import Completion, Message, Usage
 
 
 @dataclass

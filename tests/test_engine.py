@@ -224,7 +224,7 @@ class _Recorder:
 
 
 def test_hooks_receive_only_the_event_types_they_declare(project: Path) -> None:
-    from orchestrai.engine.events import CallFinished, RunFinished, StepEnded, StepStarted
+    from orchestrai.api import CallFinished, RunFinished, StepEnded, StepStarted
 
     write(project / "diamond.yml", DIAMOND)
     narrow, everything = _Recorder(frozenset({StepEnded, RunFinished})), _Recorder()

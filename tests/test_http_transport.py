@@ -25,7 +25,7 @@ from fake_llm_server import FakeLLMServer
 from orchestrai.errors import ProviderError
 from orchestrai.providers import sdk_client
 from orchestrai.providers.anthropic_api import AnthropicProvider
-from orchestrai.providers.base import Message
+from orchestrai.api import Message
 from orchestrai.providers.openai_api import OpenAIProvider
 from orchestrai.providers.sdk_client import make_http_client, max_connections, wanted_transport
 

@@ -14,7 +14,7 @@ import pytest
 from fake_llm_server import FakeLLMServer
 from orchestrai.errors import ProviderError
 from orchestrai.providers.anthropic_api import AnthropicProvider
-from orchestrai.providers.base import Message
+from orchestrai.api import Message
 from orchestrai.providers.echo import EchoProvider
 from orchestrai.providers.openai_api import OpenAIProvider
 from orchestrai.providers.pricing import PriceTable

@@ -239,7 +239,7 @@ def test_locked_cache_is_bypassed(project: Path, server_config: Path, keys: dict
                                   tmp_path: Path) -> None:
     import sqlite3
 
-    from orchestrai.cache import CallCache
+    from orchestrai.engine.cache import CallCache
 
     cache = CallCache(tmp_path / "xdg-cache" / "orchestrai")
     cache.stats()  # creates the file

@@ -17,7 +17,10 @@ from conftest import REPO, write
 from orchestrai.cli import app as cli_app
 from orchestrai.cli.app import quick_validate, quick_validate_request
 from orchestrai.config import ConfigFile, load_config
-from orchestrai.modules.base import ENTRY_POINT_GROUP, ModuleRegistry, _entry_points, declared_entry_point_groups
+from orchestrai.modules.base import ENTRY_POINT_GROUP, ModuleRegistry, _entry_points
+from orchestrai.api import PROVIDER_ENTRY_POINT_GROUP
+from orchestrai.plugins import declared_entry_point_groups
+from orchestrai.plugins import entry_points as plugin_entry_points
 
 TIMEOUT_S = 120
 
@@ -159,7 +162,7 @@ def test_quick_validate_reports_problems_with_file_line_and_hint(validate_projec
     (["validate", "--help"], 0, ["Usage:", "--config"]),
     (["validate", "-cgood_config.yml", "pipelines/planning.yml"], 0, ["pipelines/planning.yml: valid"]),
     (["validate", "--", "pipelines/planning.yml"], 0, ["pipelines/planning.yml: valid"]),
-    (["validate", "pipelines/planning.yml", "--verbose"], 2, ["No such option"]),
+    (["validate", "pipelines/planning.yml", "--bogus"], 2, ["No such option"]),
 ])
 def test_other_forms_go_to_typer(validate_project: Path, args: list[str], exit_code: int, words: list[str]) -> None:
     assert quick_validate_request(args) is None
@@ -291,8 +294,14 @@ PLUGIN_SOURCE = """
     """
 
 
+def as_pairs(found: list[Any]) -> list[tuple[str, str]]:
+    return sorted((entry.name, entry.value) for entry in found)
+
+
 def test_no_plugin_installed_gives_what_importlib_metadata_gives() -> None:
-    assert _entry_points() == list(entry_points(group=ENTRY_POINT_GROUP))
+    assert as_pairs(_entry_points()) == as_pairs(list(entry_points(group=ENTRY_POINT_GROUP)))
+    assert as_pairs(plugin_entry_points(PROVIDER_ENTRY_POINT_GROUP)) == \
+        as_pairs(list(entry_points(group=PROVIDER_ENTRY_POINT_GROUP))) != []
 
 
 def test_an_installed_plugin_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -302,7 +311,7 @@ def test_an_installed_plugin_is_found(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.syspath_prepend(str(site))
 
     assert declared_entry_point_groups(ENTRY_POINT_GROUP, "pydantic") == {ENTRY_POINT_GROUP}
-    assert _entry_points() == list(entry_points(group=ENTRY_POINT_GROUP)) != []
+    assert as_pairs(_entry_points()) == as_pairs(list(entry_points(group=ENTRY_POINT_GROUP))) != []
     info = ModuleRegistry([tmp_path]).resolve("shout_plugin")
     assert info is not None and info.kind == "plugin" and info.source == "shoutplugin:run"
 

@@ -66,9 +66,10 @@ def run(
     """Run a pipeline."""
     from .runcmd import RunRequest, run_command
 
-    code = run_command(RunRequest(pipeline, config, inputs, input_files, dry_run, stream, max_concurrency,
-                                  log_dir, quiet, as_json, use_wandb, workspace, yes, no_exec, budget, resume,
-                                  no_cache))
+    code = run_command(RunRequest(pipeline=pipeline, config=config, inputs=inputs, input_files=input_files,
+                                  dry_run=dry_run, stream=stream, max_concurrency=max_concurrency, log_dir=log_dir,
+                                  quiet=quiet, as_json=as_json, use_wandb=use_wandb, workspace=workspace, yes=yes,
+                                  no_exec=no_exec, budget=budget, resume=resume, no_cache=no_cache))
     raise typer.Exit(code)
 
 
@@ -77,11 +78,12 @@ def run(
 def validate(
     pipelines: list[Path] = typer.Argument(..., help="Pipeline files to check."),
     config: Optional[Path] = ConfigOption,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list each step's module, provider and model."),
 ) -> None:
     """Check pipelines (and the config) without running anything; report every problem."""
     from .validatecmd import validate_pipelines
 
-    raise typer.Exit(validate_pipelines(pipelines, config, typer.echo))
+    raise typer.Exit(validate_pipelines(pipelines, config, typer.echo, verbose=verbose))
 
 
 @app.command()
@@ -138,7 +140,7 @@ app.add_typer(cache_app, name="cache")
 @user_errors
 def cache_stats(config: Optional[Path] = ConfigOption) -> None:
     """Where the cache is, how many calls it holds and its size."""
-    from ..cache import CallCache
+    from ..engine.cache import CallCache
     from ..config import load_config
     from .render import print_cache_stats, stdout_console
 
@@ -151,7 +153,7 @@ def cache_stats(config: Optional[Path] = ConfigOption) -> None:
 @user_errors
 def cache_clear(config: Optional[Path] = ConfigOption) -> None:
     """Delete every cached call."""
-    from ..cache import CallCache
+    from ..engine.cache import CallCache
     from ..config import load_config
 
     cache = CallCache(load_config(config).cache_dir)

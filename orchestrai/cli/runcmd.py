@@ -7,7 +7,7 @@ import json
 import select
 import sys
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,16 +15,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..redact import Redactor
-from ..engine.events import Hook
+from ..api import Hook
 from ..engine.options import RunOptions
 from ..engine.resume import ResumeSource
-from ..engine.runner import RunResult, run_pipeline, start_inputs_needed
+from ..engine.runner import RunResult, resumed_inputs, run_pipeline, start_inputs_needed
 from ..observe.runs import find_run
 from ..observe.memory_log import MemoryLog
 from ..observe.progress import LiveProgress, PlainProgress, summary_table
 from ..project import Project
-from ..run_inputs import parse_inputs, read_piped_stdin
+from .run_inputs import parse_inputs, read_piped_stdin
 from .render import stderr_console
 
 # partial: only steps marked `critical: false` failed, so the run did its job.
@@ -32,19 +31,21 @@ EXIT_CODES = {"completed": 0, "partial": 0, "failed": 1, "budget_exceeded": 3, "
 STDIN_WAIT_S = 1.0  # how long to wait for piped data before deciding stdin is empty
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunRequest:
-    pipeline: Path | None
-    config: Path | None
-    inputs: list[str]
-    input_files: list[str]
-    dry_run: bool
-    stream: bool
-    max_concurrency: int | None
-    log_dir: Path | None
-    quiet: bool
-    as_json: bool
-    use_wandb: bool
+    """The `run` command line, parsed."""
+
+    pipeline: Path | None = None
+    config: Path | None = None
+    inputs: list[str] = field(default_factory=list)
+    input_files: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    stream: bool = False
+    max_concurrency: int | None = None
+    log_dir: Path | None = None
+    quiet: bool = False
+    as_json: bool = False
+    use_wandb: bool = False
     workspace: Path | None = None
     yes: bool = False
     no_exec: bool = False
@@ -63,12 +64,12 @@ def run_command(request: RunRequest) -> int:
     resume = _resume_source(log_dir, request.resume) if request.resume else None
     graph = project.load(request.pipeline or (Path(resume.pipeline_path) if resume and resume.pipeline_path else None))
     inputs = parse_inputs(request.inputs, request.input_files)
-    needed = start_inputs_needed(graph, project.registry)
-    if resume is not None:  # inputs the earlier run had are reused, not asked for again
-        needed = [name for name in needed if not resume.completed_output(graph.steps[graph.producers[name]].id)[0]]
-    _ask_for_missing_inputs(inputs, needed)
+    reused = resumed_inputs(graph, project.registry, resume) if resume is not None else {}
+    # Inputs the earlier run had are reused (by the runner), not asked for again.
+    _ask_for_missing_inputs(inputs, [name for name in start_inputs_needed(graph, project.registry)
+                                     if name not in reused])
     console = stderr_console()
-    memory_log = MemoryLog(log_dir, redact=Redactor(project.config.secrets()))
+    memory_log = MemoryLog(log_dir, redact=project.config.redactor)
     display = _display_hooks(request, console)
     hooks: list[Hook] = [memory_log, *display, *_wandb_hooks(request, project)]
     options = RunOptions(run_inputs=inputs, dry_run=request.dry_run, stream=request.stream,
@@ -140,7 +141,7 @@ def _wandb_hooks(request: RunRequest, project: Project) -> list[Hook]:
         return []
     from ..observe.wandb_hook import WandbHook
 
-    return [WandbHook(settings.project, settings.entity, settings.mode, redact=Redactor(project.config.secrets()))]
+    return [WandbHook(settings.project, settings.entity, settings.mode, redact=project.config.redactor)]
 
 
 def _report(request: RunRequest, console: Console, result: RunResult, log_path: Path | None) -> None:

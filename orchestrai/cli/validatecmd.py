@@ -6,10 +6,15 @@ Free of typer: the typer command and the quick path in `app.main` both call `val
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from ..pipeline.graph import PipelineGraph
+    from ..project import Project
 
 
-def validate_pipelines(pipelines: list[Path], config: Path | None, echo: Callable[[str], object]) -> int:
+def validate_pipelines(pipelines: list[Path], config: Path | None, echo: Callable[[str], object], *,
+                       verbose: bool = False) -> int:
     """One `PATH: valid — ...` line per valid pipeline, every problem of the others; returns the exit code.
 
     A config that cannot be loaded raises its OrchestraiError (the caller prints it and exits with its code).
@@ -29,7 +34,24 @@ def validate_pipelines(pipelines: list[Path], config: Path | None, echo: Callabl
         else:
             assert graph is not None
             echo(f"{path}: valid — {graph.summary()}")
+            if verbose:
+                for line in step_lines(graph, project):
+                    echo(line)
     return 2 if failed else 0
+
+
+def step_lines(graph: PipelineGraph, project: Project) -> list[str]:
+    """One line per step: its module (and kind), and the provider and model it resolved to."""
+    lines = []
+    for step in graph.pipeline.steps:
+        info = project.registry.resolve(step.module)
+        kind = info.kind if info is not None else "?"
+        settings = step.model_settings
+        model = f"{settings.get('provider')}/{settings.get('model')}"
+        how = f" (provider inferred from model {settings.get('model')!r})" if step.provider_inferred else ""
+        uses = f"{model}{how}" if info is not None and info.uses_llm else f"model if it calls one: {model}"
+        lines.append(f"  {step.id}: {step.module} ({kind}) -> {uses}  [{step.location}]")
+    return lines
 
 
 def skip_pydantic_plugin_scan() -> None:
@@ -41,7 +63,7 @@ def skip_pydantic_plugin_scan() -> None:
     pydantic's cache of plugins is set to that. Called only by CLI commands, before any model is
     validated; with a pydantic plugin installed (or pydantic's internals changed) it does nothing.
     """
-    from ..modules.base import declared_entry_point_groups
+    from ..plugins import declared_entry_point_groups
 
     if declared_entry_point_groups("pydantic"):
         return

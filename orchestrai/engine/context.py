@@ -8,21 +8,33 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..budget import FREE_PROVIDER_TYPES, UNSET_MAX_TOKENS_ESTIMATE, Budget, BudgetExceeded, estimate_tokens, price_table
-from ..cache import CallCache, cache_key
+from ..api import (
+    CallFinished,
+    Completion,
+    Message,
+    Notice,
+    Provider,
+    RunFacts,
+    StepRecord,
+    StepRetrying,
+    StepToken,
+    TokenCallback,
+)
 from ..config import Config
 from ..errors import ProviderError
 from ..modules.base import ModuleRegistry
 from ..pipeline.graph import PipelineGraph
 from ..pipeline.spec import Step
 from ..policies import RetryConfig
-from ..providers.base import Completion, Message, Provider, TokenCallback
 from ..providers.pool import ProviderPool
-from ..redact import Redactor
-from .events import CallFinished, EventBus, Notice, StepRecord, StepRetrying, StepToken
+from .budget import UNSET_MAX_TOKENS_ESTIMATE, Budget, BudgetExceeded, estimate_tokens, price_table
+from .cache import CallCache, cache_key
+from .events import EventBus
 from .options import RunOptions
 from .ratelimit import RateLimits, SlidingWindowLimiter
 
@@ -43,12 +55,13 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.prices = price_table(self.config)
-        self.redact = Redactor(self.config.secrets())
-        self.rate_limits = RateLimits(self.config.file.rate_limits)
+        self.redact = self.config.redactor
+        self.rate_limits = RateLimits(self.config.rate_limits)
         self.by_model: dict[str, dict[str, Any]] = {}
         self._noticed: set[str] = set()
-        self._provider_types: dict[str, str] = {}
+        self._provider_kinds: dict[str, tuple[str, bool]] = {}
         self.report_calls = self.bus.wants(CallFinished)  # nobody listening: the event is not even built
+        self.facts = run_facts(self.run_id, self.config, self.options, self.registry)
 
     @property
     def run_inputs(self) -> dict[str, Any]:
@@ -58,11 +71,11 @@ class RunContext:
     def stream(self) -> bool:
         return self.options.stream
 
-    def provider_type(self, name: str) -> str:
-        """The type of provider `name`, looked up once per run (Config.provider builds a built-in's settings anew)."""
-        if name not in self._provider_types:
-            self._provider_types[name] = self.config.provider(name).type
-        return self._provider_types[name]
+    def provider_kind(self, name: str) -> tuple[str, bool]:
+        """The type name of provider `name` and whether it is free, looked up once per run."""
+        if name not in self._provider_kinds:
+            self._provider_kinds[name] = (str(self.config.provider(name).type), self.config.is_free(name))
+        return self._provider_kinds[name]
 
     def retry_policy(self, step: Step) -> RetryConfig:
         """The config's retry policy with the step's own settings on top."""
@@ -75,17 +88,46 @@ class RunContext:
             self.bus.emit(Notice(self.redact(text)))
 
 
+def run_facts(run_id: str, config: Config, options: RunOptions, registry: ModuleRegistry) -> RunFacts:
+    """What modules may know about a run (orchestrai.api.RunFacts), decided once when it starts."""
+    workspace = Path(options.workspace).expanduser().resolve() if options.workspace is not None else None
+    return RunFacts(run_id=run_id, dry_run=options.dry_run, base_dir=config.base_dir, workspace=workspace,
+                    workspace_root=(config.base_dir / config.file.workspace_dir).resolve(),
+                    allow_execution=options.allow_execution or config.file.allow_execution,
+                    no_exec=options.no_exec, confirm=options.confirm,
+                    provider_names=frozenset(config.provider_names()), secrets=tuple(config.secrets()),
+                    prompt_path=registry.prompt_path)
+
+
 @dataclass
 class StepContext:
-    """Given to a module's `run`: the step, the run inputs and a way to call the step's model."""
+    """Given to a module's `run` (implements orchestrai.api.StepContext): the step, the run, and `complete`."""
 
     step: Step
     run: RunContext
     record: StepRecord
 
     @property
-    def run_inputs(self) -> dict[str, Any]:
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def run_inputs(self) -> Mapping[str, Any]:
         return self.run.run_inputs
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self.record.details
+
+    @property
+    def facts(self) -> RunFacts:
+        return self.run.facts
+
+    def notice(self, text: str) -> None:
+        self.run.notice(text)
+
+    def redact(self, text: str) -> str:
+        return self.run.redact(text)
 
     async def complete(self, messages: list[Message], **overrides: Any) -> Completion:
         """Call the step's model (settings overridable per call); fall back to `fallback_models` in order."""
@@ -108,11 +150,10 @@ class StepContext:
         run = self.run
         provider = run.providers.get(settings["provider"], step=self.step.id)
         self.record.provider, self.record.model = provider.name, str(settings["model"])
-        kind = run.provider_type(provider.name)
-        free = kind in FREE_PROVIDER_TYPES
+        kind, free = run.provider_kind(provider.name)
         key = self._cache_key(kind, provider, settings, messages) if run.cache is not None else None
-        if key is not None:
-            hit = run.cache.get(key)  # type: ignore[union-attr]
+        if key is not None and run.cache is not None:
+            hit = run.cache.get(key)
             self._report_cache_problem()
             if hit is not None:
                 self._account(hit, 0.0, cached=True)
@@ -132,8 +173,8 @@ class StepContext:
                                      "latency_s": round(completion.latency_s, 4)})
         cost = 0.0 if free else run.prices.cost(completion.model, completion.usage.input_tokens,
                                                 completion.usage.output_tokens)
-        if key is not None:
-            run.cache.put(key, completion)  # type: ignore[union-attr]
+        if key is not None and run.cache is not None:
+            run.cache.put(key, completion)
             self._report_cache_problem()
         self._account(completion, cost)
         return Completion(completion.text, completion.usage, completion.model, completion.provider,
@@ -155,7 +196,9 @@ class StepContext:
                                      "error": error, "kind": exc.kind, "wait_s": round(wait, 3)})
         if not retry:
             tried = f" after {attempt} attempts" if attempt > 1 else ""
-            raise ProviderError(f"step {self.step.id!r}: {error}{tried}", kind=exc.kind, hint=exc.hint) from None
+            inferred = self.run.config.inference_note(self.step)
+            raise ProviderError(f"step {self.step.id!r}: {error}{tried}" + (f" ({inferred})" if inferred else ""),
+                                kind=exc.kind, hint=exc.hint) from None
         self.run.bus.emit(StepRetrying(self.step.id, attempt, error, wait))
         return wait
 

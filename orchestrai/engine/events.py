@@ -1,169 +1,12 @@
-"""Everything a run does, as events. Progress, the memory log and wandb are subscribers (hooks)."""
+"""The event bus: delivers the run's events (orchestrai.api.events) to the hooks that want them."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
 
-from ..providers.base import Usage
+from ..api import EVENT_TYPES, Event, Hook, SelectiveHook
 
 log = logging.getLogger("orchestrai")
-
-# A step that produced its output: ran, answered from the call cache, or reused from an earlier run.
-SUCCESS = frozenset({"completed", "cached", "resumed"})
-
-
-@dataclass(slots=True)
-class StepRecord:
-    """What one step did; the memory log stores exactly these fields."""
-
-    id: str
-    module: str
-    output_name: str
-    status: str = "pending"  # completed | cached | resumed | failed | skipped | interrupted
-    inputs: dict[str, Any] = field(default_factory=dict)
-    output: Any = None
-    provider: str | None = None
-    model: str | None = None
-    messages: list[dict[str, str]] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    cost_usd: float | None = None
-    started_at: float | None = None  # unix time
-    finished_at: float | None = None
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-    calls: int = 0  # provider calls made (a Python module may make several)
-    cache_hits: int = 0  # calls answered from the call cache
-    details: dict[str, Any] = field(default_factory=dict)  # module-specific facts for the log (e.g. debugger iterations)
-    # The fingerprint is computed on first read: a run that neither resumes nor keeps a log never
-    # needs it, and hashing it was a tenth of a step's cost.
-    fingerprint_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)
-    _fingerprint: str | None = field(default=None, repr=False)
-
-    @property
-    def fingerprint(self) -> str | None:
-        """What resume compares: module, prompt content, model settings, supplement, options."""
-        if self._fingerprint is None and self.fingerprint_source is not None:
-            self._fingerprint = self.fingerprint_source()
-        return self._fingerprint
-
-    @fingerprint.setter
-    def fingerprint(self, value: str | None) -> None:
-        self._fingerprint = value
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status in SUCCESS
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return self.finished_at - self.started_at
-
-
-@dataclass(frozen=True)
-class RunStarted:
-    run_id: str
-    pipeline: str
-    pipeline_path: str
-    step_ids: tuple[str, ...]
-    started_at: float
-    config: dict[str, Any]  # secrets already redacted
-    versions: dict[str, str]
-    resumed_from: str | None = None  # the run id this run reuses steps from
-    step_modules: tuple[tuple[str, str], ...] = ()  # (module, output_name) per step id, same order
-    dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class StepStarted:
-    step_id: str
-    module: str
-    at: float
-
-
-@dataclass(frozen=True)
-class StepToken:
-    """A piece of streamed text (only with --stream)."""
-
-    step_id: str
-    text: str
-
-
-@dataclass(frozen=True)
-class CallFinished:
-    """One provider call finished: its tokens and cost, for live totals."""
-
-    step_id: str
-    provider: str
-    model: str
-    usage: Usage
-    cost_usd: float | None
-    latency_s: float
-    cached: bool = False
-
-
-@dataclass(frozen=True)
-class StepRetrying:
-    step_id: str
-    attempt: int
-    error: str
-    wait_s: float
-
-
-@dataclass(frozen=True)
-class Notice:
-    """Something the user should know that is not a step's own outcome (e.g. the cache was bypassed)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class StepEnded:
-    """A step reached a final state (completed, failed, skipped or interrupted)."""
-
-    record: StepRecord
-
-
-@dataclass(frozen=True)
-class Totals:
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    cost_complete: bool  # False when some model had no known price
-    duration_s: float
-    by_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> calls, tokens, cost
-    cached_steps: int = 0
-    resumed_steps: int = 0
-
-
-@dataclass(frozen=True)
-class RunFinished:
-    run_id: str
-    status: str  # completed | partial | failed | budget_exceeded | interrupted
-    finished_at: float
-    totals: Totals
-    records: tuple[StepRecord, ...]
-    message: str | None = None  # e.g. what a budget stop spent and what did not run
-
-
-Event = RunStarted | StepStarted | StepToken | CallFinished | StepRetrying | Notice | StepEnded | RunFinished
-
-
-EVENT_TYPES: tuple[type, ...] = (RunStarted, StepStarted, StepToken, CallFinished, StepRetrying, Notice, StepEnded,
-                                 RunFinished)
-
-
-class Hook(Protocol):
-    """A subscriber. `on_event` is called in the event loop's thread; keep it quick.
-
-    A hook may declare `events`, the event types it handles; it then receives only those, and the
-    engine does not even build an event nobody receives. Without it, a hook receives every event.
-    """
-
-    def on_event(self, event: Event) -> None: ...
 
 
 class EventBus:
@@ -173,7 +16,7 @@ class EventBus:
         self.hooks: list[Hook] = list(hooks or [])
         self.failures: dict[int, str] = {}
         self._by_type: dict[type, list[Hook]] = {
-            kind: [hook for hook in self.hooks if kind in getattr(hook, "events", EVENT_TYPES)] for kind in EVENT_TYPES}
+            kind: [hook for hook in self.hooks if kind in _wanted(hook)] for kind in EVENT_TYPES}
 
     def wants(self, kind: type) -> bool:
         """Whether any hook receives events of this type (so the caller can skip building one)."""
@@ -187,3 +30,7 @@ class EventBus:
                 if id(hook) not in self.failures:
                     self.failures[id(hook)] = f"{type(hook).__name__}: {exc}"
                     log.warning("event subscriber %s failed: %s", type(hook).__name__, exc)
+
+
+def _wanted(hook: Hook) -> tuple[type, ...]:
+    return tuple(hook.events) if isinstance(hook, SelectiveHook) else EVENT_TYPES

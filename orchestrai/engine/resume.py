@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
+from ..api import SUCCESS_STATUSES
 from ..modules.base import ModuleRegistry
 from ..pipeline.spec import Step
 
-SUCCESS = frozenset({"completed", "cached", "resumed"})
 # Canonical JSON (sorted keys) through orjson: the standard encoder took 10 µs per step for this.
 _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
@@ -68,13 +68,13 @@ class ResumeSource:
 
     def completed_output(self, step_id: str) -> tuple[bool, Any]:
         step = self.steps.get(step_id)
-        return (True, step.get("output")) if step and step.get("status") in SUCCESS else (False, None)
+        return (True, step.get("output")) if step and step.get("status") in SUCCESS_STATUSES else (False, None)
 
     def check(self, step_id: str, fingerprint: str, inputs: dict[str, Any]) -> Reuse:
         old = self.steps.get(step_id)
         if old is None:
             return Reuse(False, reason="it was not in the earlier run")
-        if old.get("status") not in SUCCESS:
+        if old.get("status") not in SUCCESS_STATUSES:
             return Reuse(False, reason=f"it was {old.get('status')} in the earlier run")
         if old.get("fingerprint") != fingerprint:
             return Reuse(False, reason="its module, prompt, model settings or options changed")

@@ -10,24 +10,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..budget import Budget, unpriced_models
-from ..cache import CallCache
+from ..api import Hook, Notice, PreflightsSteps, RunFinished, RunStarted, RunStatus, StepRecord, Totals
 from ..config import Config
-from ..errors import InputError, Problem, ValidationFailed
+from ..errors import InputError, OrchestraiError, Problem, ValidationFailed
 from ..modelconfig import LOCAL_DEFAULT_NOTICE
 from ..modules.base import ModuleRegistry
 from ..pipeline.graph import PipelineGraph
 from ..providers.pool import ProviderPool
-from .context import RunContext
+from .budget import Budget, unpriced_models
+from .cache import CallCache
+from .context import RunContext, run_facts
+from .events import EventBus
 from .options import RunOptions
-from .events import EventBus, Hook, Notice, RunFinished, RunStarted, StepRecord, Totals
+from .resume import ResumeSource
 from .scheduler import Scheduler
 
 
 @dataclass
 class RunResult:
     run_id: str
-    status: str  # completed | partial | failed | budget_exceeded | interrupted
+    status: RunStatus
     # Left out of repr: asyncio.run() formats its finished main task, result included, when it
     # restores the SIGINT handler, and the repr of 10,000 records took 0.6 s after every big run.
     records: list[StepRecord] = field(repr=False)
@@ -52,14 +54,16 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
                        options: RunOptions | None = None, hooks: list[Hook] | None = None) -> RunResult:
     """Run every step of `graph`; finished steps reach the hooks (memory log, progress) as they end."""
     options = options or RunOptions()
+    options.run_id = options.run_id or new_run_id()
     providers = ProviderPool(config, force="echo" if options.dry_run else None, preset=options.providers)
-    _reuse_start_inputs(graph, registry, options)
+    if options.resume is not None:  # a run input not given again is the one the earlier run used
+        options.run_inputs = {**resumed_inputs(graph, registry, options.resume), **options.run_inputs}
     _preflight(graph, config, registry, providers, options)
     notices = _NoticeCollector()
     bus = EventBus([notices, *(hooks or [])])
     budget_usd = options.budget_usd or graph.pipeline.budget_usd or config.file.budget_usd
     cache = CallCache(config.cache_dir) if config.file.cache and options.use_cache and not options.dry_run else None
-    run = RunContext(options.run_id or new_run_id(), config, graph, registry, providers, bus, options,
+    run = RunContext(options.run_id, config, graph, registry, providers, bus, options,
                      budget=Budget(budget_usd), cache=cache)
     scheduler = Scheduler(run, max_concurrency=options.max_concurrency or config.file.max_concurrency,
                           resume=options.resume)
@@ -72,7 +76,8 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
                             dry_run=options.dry_run))
     if not options.dry_run and _on_local_default(graph, config, registry):
         bus.emit(Notice(LOCAL_DEFAULT_NOTICE))
-    status, message = "interrupted", None
+    status: RunStatus = "interrupted"
+    message = None
     frozen = _freeze_heap()
     try:
         status = await scheduler.execute()
@@ -130,15 +135,14 @@ def budget_message(budget: Budget, records: list[StepRecord]) -> str:
             f"not run: {', '.join(not_run) if not_run else 'nothing'}")
 
 
-def _reuse_start_inputs(graph: PipelineGraph, registry: ModuleRegistry, options: RunOptions) -> None:
-    """On resume, a run input not given again is the one the earlier run used."""
-    if options.resume is None:
-        return
+def resumed_inputs(graph: PipelineGraph, registry: ModuleRegistry, resume: ResumeSource) -> dict[str, Any]:
+    """The run inputs an earlier run used, for the start_module steps it completed."""
+    found = {}
     for name in start_inputs_needed(graph, registry):
-        if name not in options.run_inputs:
-            found, value = options.resume.completed_output(graph.steps[graph.producers[name]].id)
-            if found:
-                options.run_inputs[name] = value
+        done, value = resume.completed_output(graph.steps[graph.producers[name]].id)
+        if done:
+            found[name] = value
+    return found
 
 
 def _preflight(graph: PipelineGraph, config: Config, registry: ModuleRegistry, providers: ProviderPool,
@@ -157,16 +161,23 @@ def _preflight(graph: PipelineGraph, config: Config, registry: ModuleRegistry, p
     for step in graph.pipeline.steps:
         settings = repr(step.model_settings)
         if uses_llm[step.module] and settings not in prepared:
-            providers.prepare(step.model_settings, step=step.id)
+            try:
+                providers.prepare(step.model_settings, step=step.id)
+            except OrchestraiError as exc:
+                inferred = config.inference_note(step)
+                if inferred and not options.dry_run:
+                    exc.message = f"{exc.message} ({inferred})"
+                raise
             prepared.add(settings)
     # A module may refuse up front (e.g. it would run code nobody can allow): an optional `preflight`.
-    checks = {name: getattr(registry.instance(name), "preflight", None) for name in modules}
+    instances = {name: registry.instance(name) for name in modules}
+    checks = {name: module.preflight for name, module in instances.items() if isinstance(module, PreflightsSteps)}
+    facts = run_facts(str(options.run_id), config, options, registry)
     for step in graph.pipeline.steps:  # in file order, so the first offending step is the one named
-        module_check = checks[step.module]
-        if module_check is not None:
-            module_check(step, options, config)
+        if step.module in checks:
+            checks[step.module](step, facts)
     if options.budget_usd is not None and not options.dry_run:
-        problems = [Problem(graph.pipeline.path, int(step.location.rsplit(":", 1)[1]), message, hint)
+        problems = [Problem.at(step.location, message, hint)
                     for step in graph.pipeline.steps for message, hint in unpriced_models(step, config, registry)]
         if problems:
             raise ValidationFailed(problems)

@@ -1,8 +1,9 @@
 """The scheduler: a ready queue over the DAG. A step starts the moment its own inputs exist.
 
 There is no layer-by-layer barrier: a slow step holds up only the steps that need its output.
-Completion is handled in task done-callbacks, so each finished step costs O(its successors),
-not a scan of everything running. Ready steps start by priority (higher first), then file order.
+A step's outcome is recorded at the end of its own task, so each finished step costs O(its
+successors), not a scan of everything running. Ready steps start by priority (higher first), then
+file order.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import asyncio
 import heapq
 import time
 import traceback
+from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
-from ..budget import BudgetExceeded
+from ..api import FingerprintsSteps, Module, RunStatus, StepEnded, StepRecord, StepStarted
 from ..errors import OrchestraiError
 from ..pipeline.spec import Step
+from .budget import BudgetExceeded
 from .context import RunContext, StepContext
-from .events import StepEnded, StepRecord, StepStarted
 from .resume import Fingerprints, ResumeSource
 
 
@@ -39,11 +41,12 @@ class Scheduler:
         self._ready: list[tuple[int, int, str]] = []  # heap of (-priority, file position, step id)
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._finished = asyncio.Event()
+        self._extra_of: dict[str, Callable[[Step, Mapping[str, Any]], Any] | None] = {}
         # Events nobody receives are not built (a frozen dataclass per step adds up on 10,000 steps).
         self._announce_starts = run.bus.wants(StepStarted)
         self._announce_ends = run.bus.wants(StepEnded)
 
-    async def execute(self) -> str:
+    async def execute(self) -> RunStatus:
         """Run to the end; returns the run status."""
         for step_id, count in self._waiting.items():
             if count == 0:
@@ -57,7 +60,7 @@ class Scheduler:
             raise
         return self.status()
 
-    def status(self) -> str:
+    def status(self) -> RunStatus:
         """completed, partial (only non-critical steps failed), failed, or budget_exceeded."""
         if self.stopped_by_budget:
             return "budget_exceeded"
@@ -93,10 +96,11 @@ class Scheduler:
             record.inputs = inputs
             module = self.run.registry.instance(step.module)
             record.fingerprint_source = partial(self._fingerprint, step, module)
-            verdict = self.resume.check(step_id, record.fingerprint, inputs) if self.resume is not None else None
-            if verdict is not None and verdict.reusable:
+            resume = self.resume
+            verdict = resume.check(step_id, record.fingerprint or "", inputs) if resume is not None else None
+            if resume is not None and verdict is not None and verdict.reusable:
                 record.status = "resumed"
-                record.details["resumed_from"] = self.resume.run_id  # type: ignore[union-attr]
+                record.details["resumed_from"] = resume.run_id
                 output = verdict.output
             else:
                 if verdict is not None:
@@ -117,9 +121,12 @@ class Scheduler:
             self._failed(step_id, record, error)
         self._fill()
 
-    def _fingerprint(self, step: Step, module: Any) -> str:
-        extra = getattr(module, "fingerprint_extra", None)
-        return self.fingerprints.of(step, extra(step, self.run.run_inputs) if extra else None)
+    def _fingerprint(self, step: Step, module: Module) -> str:
+        # isinstance against a runtime protocol costs microseconds: asked once per module, not per step.
+        if step.module not in self._extra_of:
+            self._extra_of[step.module] = module.fingerprint_extra if isinstance(module, FingerprintsSteps) else None
+        extra = self._extra_of[step.module]
+        return self.fingerprints.of(step, extra(step, self.run.run_inputs) if extra is not None else None)
 
     def _failed(self, step_id: str, record: StepRecord, error: Exception) -> None:
         if isinstance(error, BudgetExceeded) and self.run.budget.exhausted:

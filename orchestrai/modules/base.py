@@ -1,4 +1,4 @@
-"""The Module protocol and the registry that finds modules by name.
+"""The registry that finds a step's module by name (the Module protocol is in orchestrai.api).
 
 Lookup order for a step's `module:` name:
 1. Python modules: a project's `modules/<name>.py`, then plugins (entry-point group
@@ -12,19 +12,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import os
 import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable
 
-from ..errors import PipelineError
+from ..api import MODULE_ENTRY_POINT_GROUP, Module, ModuleKind, PipelineError, StepContext
+from ..plugins import Plugin, entry_points
 
-if TYPE_CHECKING:
-    from ..engine.context import StepContext
-
-ENTRY_POINT_GROUP = "orchestrai.modules"
+ENTRY_POINT_GROUP = MODULE_ENTRY_POINT_GROUP
 PROMPT_SUFFIXES = (".md", ".txt")
 BUILTINS: dict[str, str] = {
     "start_module": "orchestrai.modules.start:StartModule",
@@ -35,22 +32,12 @@ BUILTINS: dict[str, str] = {
 }
 
 
-@runtime_checkable
-class Module(Protocol):
-    """What a step runs: given the step's context and inputs, return its output."""
-
-    async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> Any: ...
-
-    # Optional: `def preflight(self, step, options, config) -> None` runs before any step of the run
-    # and may raise an OrchestraiError to stop the run before anything is spent.
-
-
 @dataclass(frozen=True)
 class ModuleInfo:
     """Where a module name resolves to; loading the code waits until a run needs it."""
 
     name: str
-    kind: str  # "prompt" | "builtin" | "plugin" | "project"
+    kind: ModuleKind
     source: str  # a file path or "package:attribute"
     load: Callable[[], Module]
 
@@ -159,60 +146,9 @@ def _unique_dirs(dirs: list[Path]) -> list[Path]:
     return out
 
 
-def _entry_points() -> list[Any]:
-    """The plugins: entry points of group `orchestrai.modules`, as importlib.metadata finds them.
-
-    importlib.metadata parses the entry points of every installed distribution to answer (10-20 ms
-    with ~170 distributions, on every `validate` and `run`); most environments have no plugin at all,
-    which a look at the same files shows in ~3 ms. It is asked only when some distribution may
-    declare the group.
-    """
-    if ENTRY_POINT_GROUP not in declared_entry_point_groups(ENTRY_POINT_GROUP):
-        return []
-    from importlib.metadata import entry_points
-
-    return list(entry_points(group=ENTRY_POINT_GROUP))
-
-
-def declared_entry_point_groups(*groups: str) -> set[str]:
-    """Which of `groups` some distribution on sys.path may declare entry points for.
-
-    Conservative: a group is left out only when no `*.dist-info`/`*.egg-info` folder on sys.path
-    mentions it in its entry_points.txt, and nothing else (a zip or egg on the path, another
-    distribution finder in sys.meta_path) could declare it where this look cannot see.
-    """
-    from importlib.machinery import PathFinder
-
-    wanted = {group: group.encode() for group in groups}
-    found: set[str] = set()
-    if any(getattr(finder, "find_distributions", None) is not None and finder is not PathFinder
-           for finder in sys.meta_path):
-        return set(groups)
-    for entry in sys.path:
-        try:
-            folder = os.fspath(entry) or "."
-        except TypeError:
-            return set(groups)
-        if isinstance(folder, bytes) or folder.lower().endswith(".egg"):
-            return set(groups)
-        try:
-            with os.scandir(folder) as children:
-                names = [child.name for child in children]
-        except NotADirectoryError:
-            return set(groups)  # a zip file: importlib.metadata reads distributions inside it
-        except OSError:
-            continue  # missing or unreadable: importlib.metadata skips it too
-        for name in names:
-            if name.lower().endswith((".dist-info", ".egg-info")):
-                try:
-                    with open(os.path.join(folder, name, "entry_points.txt"), "rb") as file:
-                        text = file.read()
-                except OSError:
-                    continue
-                found.update(group for group, needle in wanted.items() if needle in text)
-                if len(found) == len(wanted):
-                    return found
-    return found
+def _entry_points() -> list[Plugin]:
+    """The plugins: entry points of group `orchestrai.modules` (read cheaply, see orchestrai.plugins)."""
+    return entry_points(ENTRY_POINT_GROUP)
 
 
 def _importer(target: str) -> Callable[[], Module]:

@@ -7,14 +7,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Problem, PromptError
-from ..providers.base import Message
+from ..api import Message, Problem, PromptError, Step, StepContext
 
 if TYPE_CHECKING:
     import jinja2
     import jinja2.nodes
-
-    from ..engine.context import StepContext
 
 BUILTIN_VARIABLES = frozenset({"supplement", "inputs", "step"})
 
@@ -49,7 +46,7 @@ class ChameleonModule:
             raise PromptError(f"{where}: prompt template error in step {step_id!r}: {exc}",
                               hint="the template can use supplement, inputs and the names of the step's inputs") from None
 
-    def check(self, input_names: set[str], *, step_id: str, at: str) -> list[Problem]:
+    def check(self, step: Step) -> list[Problem]:
         """Template problems found without running: syntax errors and variables the step does not provide."""
         import jinja2
 
@@ -57,13 +54,13 @@ class ChameleonModule:
             variables = self._template_variables
         except jinja2.TemplateSyntaxError as exc:
             return [Problem(str(self.path), exc.lineno, f"prompt template syntax error: {exc.message}",
-                            f"used by step {step_id!r} at {at}")]
+                            f"used by step {step.id!r} at {step.location}")]
         except OSError as exc:
             return [Problem(str(self.path), None, f"cannot read prompt: {exc}")]
-        unknown = sorted(variables - BUILTIN_VARIABLES - input_names)
-        return [Problem(at.rsplit(":", 1)[0], _line_of(at), f"step {step_id!r}: prompt {self.path.name} uses "
-                        f"{{{{ {name} }}}}, which is not one of the step's inputs",
-                        f"add {name!r} to the step's inputs, or remove it from the prompt") for name in unknown]
+        unknown = sorted(variables - BUILTIN_VARIABLES - set(step.all_inputs))
+        return [Problem.at(step.location, f"step {step.id!r}: prompt {self.path.name} uses "
+                           f"{{{{ {name} }}}}, which is not one of the step's inputs",
+                           f"add {name!r} to the step's inputs, or remove it from the prompt") for name in unknown]
 
     def _render(self, variables: dict[str, Any]) -> str:
         """What `Template.render(variables)` returns, at a fraction of its cost.
@@ -174,7 +171,3 @@ def _template_line(exc: Exception, path: Path) -> int | None:
         tb = tb.tb_next
     return line
 
-
-def _line_of(at: str) -> int | None:
-    tail = at.rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else None

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import InputError
-
-if TYPE_CHECKING:
-    from ..engine.context import StepContext
+from ..api import InputError, StepContext
 
 
 class StartModule:

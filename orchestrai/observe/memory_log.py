@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
-from ..engine.events import Event, Notice, RunFinished, RunStarted, StepEnded, StepRecord
+from ..api import Event, Notice, RunFinished, RunStarted, StepEnded, StepRecord
 
 JOURNAL_SUFFIX = ".journal.jsonl"
 _second_text: tuple[int, str] = (0, "1970-01-01T00:00:00")  # the last whole second formatted, and its text

@@ -13,7 +13,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from ..engine.events import (CallFinished, Event, Notice, RunFinished, RunStarted, StepEnded, StepRecord,
+from ..api import (CallFinished, Event, Notice, RunFinished, RunStarted, StepEnded, StepRecord,
                              StepRetrying, StepStarted, StepToken)
 
 STATUS_STYLE = {"completed": "green", "cached": "cyan", "resumed": "cyan", "failed": "red", "skipped": "yellow",

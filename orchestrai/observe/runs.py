@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.events import SUCCESS
+from ..api import SUCCESS_STATUSES
 from ..errors import InputError
 from .memory_log import JOURNAL_SUFFIX, read_log
 
@@ -47,7 +47,7 @@ def summarize_run(path: Path, log: dict[str, Any]) -> RunSummary:
     steps = log.get("steps") or []
     status = log.get("status", "?") + (" (dry run)" if log.get("dry_run") else "")
     return RunSummary(path, log["run_id"], log.get("pipeline", "?"), status, log.get("started_at") or "",
-                      len(steps), sum(1 for s in steps if s.get("status") in SUCCESS),
+                      len(steps), sum(1 for s in steps if s.get("status") in SUCCESS_STATUSES),
                       int(totals.get("input_tokens") or 0), int(totals.get("output_tokens") or 0),
                       float(totals.get("cost_usd") or 0.0),
                       sum(1 for s in steps if s.get("status") == "cached"),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from ..engine.events import Event, RunFinished, RunStarted, StepEnded, StepRecord
+from ..api import Event, RunFinished, RunStarted, StepEnded, StepRecord
 from ..errors import MissingExtraError
 
 STEP_COLUMNS = ["id", "module", "status", "provider", "model", "input_tokens", "output_tokens", "cost_usd",

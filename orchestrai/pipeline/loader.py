@@ -8,14 +8,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..api import ChecksSteps
 from ..config import Config
-from ..errors import Problem, ValidationFailed
-from ..modelconfig import apply_local_default, default_model, infer_provider, merge_model_configs, misspelled_keys
+from ..engine.budget import unpriced_models
+from ..errors import ConfigError, Location, OrchestraiError, Problem, ValidationFailed
+from ..modelconfig import apply_local_default, infer_provider, merge_model_configs, misspelled_keys
 from ..modules.base import ModuleInfo, ModuleRegistry
-from ..modules.chameleon import ChameleonModule
 from ..schema_errors import problems_from_validation_error
 from ..yamlsrc import YamlDoc, load_yaml
-from ..budget import unpriced_models
 from .graph import PipelineGraph, find_cycle, wire_steps
 from .spec import Pipeline, PipelineHeader, Step, StepSpec
 
@@ -34,20 +34,21 @@ class _Checker:
         # 10,000-step validation).
         self.local_default = self.config.uses_local_default
         self.known_providers = self.config.provider_names()
-        self._provider_types: dict[str, str | None] = {}
 
-    def provider_type(self, name: str) -> str | None:
-        """config.provider(name).type, looked up once per name (a built-in's settings are built anew on each call)."""
-        if name not in self._provider_types:
-            self._provider_types[name] = self.config.provider(name).type
-        return self._provider_types[name]
+    def location(self, loc: tuple[Any, ...]) -> Location:
+        return Location(self.doc.path, self.doc.line_of(loc))
 
     def add(self, loc: tuple[Any, ...], message: str, hint: str | None = None) -> None:
         self.problems.append(self.doc.problem(loc, message, hint))
 
 
-def load_pipeline(path: str | Path, config: Config, registry: ModuleRegistry) -> PipelineGraph:
-    """The pipeline's graph, or ValidationFailed listing every problem."""
+def load_pipeline(path: str | Path | None, config: Config, registry: ModuleRegistry) -> PipelineGraph:
+    """The pipeline's graph (default: config's `pipeline:`), or ValidationFailed listing every problem."""
+    if path is None:
+        if not config.file.pipeline:
+            raise ValidationFailed([Problem(str(config.path or "config.yml"), None, "no pipeline given",
+                                            "pass a pipeline file, or set pipeline: in config.yml")])
+        path = config.base_dir / config.file.pipeline
     graph, problems = check_pipeline(path, config, registry)
     if problems:
         raise ValidationFailed(problems)
@@ -79,9 +80,9 @@ def check_pipeline(path: str | Path, config: Config, registry: ModuleRegistry) -
     cycle = find_cycle(successors)
     if cycle:
         by_id = {s.id: s for s in steps}
-        check.problems.append(Problem(doc.path, int(by_id[cycle[0]].location.rsplit(":", 1)[1]),
-                                      "steps form a cycle: " + " -> ".join([*cycle, cycle[0]]),
-                                      "a step cannot need, directly or not, its own output"))
+        check.problems.append(Problem.at(by_id[cycle[0]].location, "steps form a cycle: " +
+                                         " -> ".join([*cycle, cycle[0]]),
+                                         "a step cannot need, directly or not, its own output"))
     if check.problems:
         return None, sorted(check.problems, key=lambda p: (p.path, p.line or 0))
     name = (header.name if header else None) or path.stem
@@ -121,10 +122,10 @@ def _check_steps(check: _Checker, items: list[Any], header: PipelineHeader | Non
                 check.add((*loc, "model_config", key), f"unknown model_config key {key!r}", f"did you mean {meant!r}?")
         settings = merge_model_configs(base, defaults, spec.settings.settings() if spec.settings else None)
         step_id = spec.id or spec.output_name
-        _resolve_model(check, loc, step_id, settings)
+        inferred = _resolve_model(check, loc, step_id, settings)
         steps.append(Step(id=step_id, module=spec.module, output_name=spec.output_name, inputs=tuple(spec.inputs),
                           supplement=spec.supplement, model_settings=settings, options=spec.options,
-                          location=f"{check.doc.path}:{check.doc.line_of(loc)}", index=index,
+                          location=check.location(loc), index=index, provider_inferred=inferred,
                           optional_inputs=tuple(spec.optional_inputs), critical=spec.critical, priority=spec.priority,
                           retry=spec.retry, timeout_s=spec.timeout_s, max_cost_usd=spec.max_cost_usd, cache=spec.cache,
                           fallbacks=_resolve_fallbacks(check, loc, step_id, spec)))
@@ -145,24 +146,33 @@ def _resolve_fallbacks(check: _Checker, loc: tuple[Any, ...], step_id: str, spec
     return tuple(resolved)
 
 
-def _resolve_model(check: _Checker, loc: tuple[Any, ...], step_id: str, settings: dict[str, Any]) -> None:
-    """Fill in the provider and default model, reporting an unknown provider or a missing model."""
+def _resolve_model(check: _Checker, loc: tuple[Any, ...], step_id: str, settings: dict[str, Any]) -> bool:
+    """Fill in the provider and default model, reporting an unknown provider or a missing model.
+
+    Returns whether the provider was inferred from the model's name (no provider set anywhere).
+    """
     apply_local_default(settings, check.local_default)
+    inferred = not settings.get("provider")
     provider = infer_provider(settings)
     known = check.known_providers
     where = (*loc, "model_config", "provider") if (*loc, "model_config", "provider") in check.doc.lines else loc
     if provider not in known:
         check.add(where, f"step {step_id!r}: unknown provider {provider!r}",
                   f"use one of {', '.join(sorted(known))}, or add it under providers: in config.yml")
-        return
+        return inferred
     settings["provider"] = provider
     if not settings.get("model"):
-        model = default_model(check.provider_type(provider))
+        try:
+            model = check.config.provider_type(provider).default_model
+        except ConfigError as exc:
+            check.add(where, f"step {step_id!r}: {exc.message}", exc.hint)
+            return inferred
         if model is None:
             check.add(where, f"step {step_id!r}: provider {provider!r} needs a model",
                       "set model_config.model on the step, or default_model_config.model in config.yml")
-            return
+            return inferred
         settings["model"] = model
+    return inferred
 
 
 def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[str]) -> None:
@@ -174,7 +184,7 @@ def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[st
         if step.output_name in first_output:
             other = first_output[step.output_name]
             check.add((*loc, "output_name"), f"two steps produce {step.output_name!r} (also step {other.id!r} at line "
-                      f"{other.location.rsplit(':', 1)[1]})", "give each step a distinct output_name")
+                      f"{other.location.line})", "give each step a distinct output_name")
         elif step.id in first_id:
             check.add(loc, f"two steps have the id {step.id!r}", "give each step a distinct id")
         first_output.setdefault(step.output_name, step)
@@ -182,7 +192,6 @@ def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[st
     # Once per module name, not per step: resolving looks at the file system, and a prompt's
     # template is parsed once however many steps use it.
     infos: dict[str, ModuleInfo | None] = {}
-    chameleons: dict[str, ChameleonModule] = {}
     for step in steps:
         loc = ("pipeline", step.index)
         if step.module not in infos:
@@ -196,7 +205,20 @@ def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[st
                 if name not in first_output and name not in broken_outputs:
                     check.add((*loc, key, position), f"step {step.id!r} needs {name!r}, which no step produces",
                               f"add a step with output_name: {name}, or fix the spelling")
-        if info is not None and info.kind == "prompt":
-            if step.module not in chameleons:
-                chameleons[step.module] = ChameleonModule(step.module, Path(info.source))
-            check.problems += chameleons[step.module].check(set(step.all_inputs), step_id=step.id, at=step.location)
+        if info is not None:
+            _check_module(check, loc, step)
+
+
+def _check_module(check: _Checker, loc: tuple[Any, ...], step: Step) -> None:
+    """Load the step's module (once per registry) and let it check the step: a prompt its template."""
+    try:
+        module = check.registry.instance(step.module)
+    except OrchestraiError as exc:
+        check.add((*loc, "module"), f"step {step.id!r}: {exc.message}", exc.hint)
+        return
+    except Exception as exc:  # noqa: BLE001 - a project's module that fails to import is the user's to fix
+        check.add((*loc, "module"), f"step {step.id!r}: module {step.module!r} failed to load: "
+                  f"{type(exc).__name__}: {exc}", "fix the module's code")
+        return
+    if isinstance(module, ChecksSteps):
+        check.problems += module.check(step)

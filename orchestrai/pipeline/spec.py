@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import Location
 from ..modelconfig import ModelConfig
 from ..policies import RetryOverride, new_dict, new_list
 
@@ -75,7 +76,7 @@ class Step:
     supplement: str | None
     model_settings: dict[str, Any] = field(hash=False, compare=False)  # defaults merged, step wins
     options: dict[str, Any] = field(hash=False, compare=False)
-    location: str = ""  # "path:line", for messages
+    location: Location = Location("")  # where the step is written, for messages
     index: int = 0  # position in the file; the scheduler's tie-breaker
     optional_inputs: tuple[str, ...] = ()
     critical: bool = True
@@ -85,6 +86,7 @@ class Step:
     fallbacks: tuple[dict[str, str], ...] = ()  # each {"provider", "model"}, resolved at load time
     max_cost_usd: float | None = None
     cache: bool = True
+    provider_inferred: bool = False  # no provider was set: it was inferred from the model's name
 
     @property
     def all_inputs(self) -> tuple[str, ...]:

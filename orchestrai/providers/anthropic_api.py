@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .base import Completion, Message, TokenCallback, Usage, fit_to_signature, provider_params, split_system
+from ..api import Completion, Message, ProviderSettings, ProviderType, TokenCallback, Usage
+from .base import fit_to_signature, provider_params, split_system
 from .sdk_client import SDKProvider
 
 DEFAULT_MAX_TOKENS = 4096  # the Messages API requires max_tokens; this is our default when unset
@@ -42,3 +43,11 @@ class AnthropicProvider(SDKProvider):
         text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
         usage = Usage(int(response.usage.input_tokens or 0), int(response.usage.output_tokens or 0))
         return Completion(text, usage, response.model or model, self.name, time.perf_counter() - started, response.id)
+
+
+def _create_provider(settings: ProviderSettings) -> AnthropicProvider:
+    return AnthropicProvider(settings.name, api_key=settings.api_key or "no-key-needed", base_url=settings.base_url,
+                             timeout_s=settings.timeout_s, key_env=settings.key_env)
+
+
+PROVIDER_TYPE = ProviderType(create=_create_provider, default_model="claude-haiku-4-5")

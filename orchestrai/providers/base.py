@@ -1,56 +1,13 @@
-"""The provider interface: messages and settings in, a completion with usage out."""
+"""What the built-in providers share: which settings go to the API, and how to fit them to an SDK method."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
-TokenCallback = Callable[[str], None]
+from ..api import Message
 
 # Keys of a model_config that are ours, not parameters to send to the provider.
 OUR_KEYS = frozenset({"provider", "model"})
-
-
-# Message, Usage and Completion are values nobody changes, but not frozen dataclasses: building a
-# frozen one costs 5x a plain one (each field goes through object.__setattr__), and a step builds
-# several of them; at 0-latency that was a tenth of the engine's cost per step.
-@dataclass(slots=True)
-class Message:
-    role: str  # "system" | "user" | "assistant"
-    content: str
-
-
-@dataclass(slots=True)
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
-
-
-@dataclass(slots=True)
-class Completion:
-    """One model answer."""
-
-    text: str
-    usage: Usage
-    model: str
-    provider: str
-    latency_s: float
-    raw_id: str | None = None
-    cost_usd: float | None = None  # None when the model's price is unknown: never a guess
-
-
-class Provider(Protocol):
-    """Anything that can answer a list of messages."""
-
-    name: str
-
-    async def complete(self, messages: list[Message], settings: dict[str, Any], *,
-                       on_token: TokenCallback | None = None) -> Completion: ...
-
-    async def aclose(self) -> None: ...
 
 
 def provider_params(settings: dict[str, Any]) -> dict[str, Any]:

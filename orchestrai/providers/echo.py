@@ -9,7 +9,7 @@ import asyncio
 import time
 from typing import Any
 
-from .base import Completion, Message, TokenCallback, Usage
+from ..api import Completion, Message, ProviderSettings, ProviderType, TokenCallback, Usage
 
 REPLY_CHARS = 200  # bounded so a long chain of echo steps does not grow without limit
 
@@ -42,3 +42,10 @@ class EchoProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _create_provider(settings: ProviderSettings) -> EchoProvider:
+    return EchoProvider(settings.name, latency_s=float(settings.options.get("latency_s", 0.0)))
+
+
+PROVIDER_TYPE = ProviderType(create=_create_provider, free=True, requires_key=False, default_model="echo")

@@ -17,10 +17,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from ..errors import MissingExtraError, PipelineError, ProviderError
-from .base import OUR_KEYS, Completion, Message, TokenCallback, Usage
+from ..api import Completion, Message, Provider, ProviderSettings, ProviderType, TokenCallback, Usage
+from .base import OUR_KEYS
 
 INSTALL_COMMAND = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" python -m pip install "orchestrai[local]"'
 INSTALL_NOTE = "the first install compiles llama.cpp: 12-16 minutes measured on a busy 2-core machine"
@@ -277,3 +279,19 @@ async def _in_thread(work: Callable[[threading.Event], Any]) -> Any:
             except Exception:  # noqa: BLE001 - the call's own error no longer matters, the cancellation does
                 break
         raise
+
+
+def _create_provider(settings: ProviderSettings) -> LocalProvider:
+    check_installed()
+    return LocalProvider(settings.name, base_dir=settings.base_dir)
+
+
+def _preflight(provider: Provider, settings: Mapping[str, Any]) -> None:
+    """Load the model now: a wrong path or a missing extra fails before anything runs, and llama.cpp's
+    loader (which briefly silences stdout/stderr) cannot swallow progress output."""
+    if isinstance(provider, LocalProvider):
+        provider.preload(dict(settings))
+
+
+PROVIDER_TYPE = ProviderType(create=_create_provider, free=True, requires_key=False, default_model="smollm2",
+                             preflight=_preflight)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .base import Completion, Message, TokenCallback, Usage, fit_to_signature, provider_params
+from ..api import Completion, Message, ProviderSettings, ProviderType, TokenCallback, Usage
+from .base import fit_to_signature, provider_params
 from .sdk_client import SDKProvider
 
 
@@ -51,6 +52,15 @@ class OpenAIProvider(SDKProvider):
         create = self._client.chat.completions.create
         return await create(**fit_to_signature(create, request))
 
+
+def _create_provider(settings: ProviderSettings) -> OpenAIProvider:
+    return OpenAIProvider(settings.name, api_key=settings.api_key or "no-key-needed", base_url=settings.base_url,
+                          timeout_s=settings.timeout_s, key_env=settings.key_env)
+
+
+# A self-hosted OpenAI-compatible server (Ollama, llama.cpp) usually needs no key: pool.check_key
+# asks for one only when the endpoint is OpenAI's own (no base_url).
+PROVIDER_TYPE = ProviderType(create=_create_provider, default_model="gpt-4o-mini")
 
 
 def _usage(usage: Any) -> Usage:

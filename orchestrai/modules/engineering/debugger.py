@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ModuleError
+from ...api import ModuleError
 from .loop import debug_codebase, review_codebase
 from .parser import parse_answer
 from .prompting import answer_feedback, first_problem, sections, system_prompt
@@ -13,17 +13,14 @@ from .workspace import Codebase, check_consent_possible, checked_entry_point, re
 from .writer import ConfinedWriter
 
 if TYPE_CHECKING:
-    from ...config import Config
-    from ...engine.context import StepContext
-    from ...engine.options import RunOptions
-    from ...pipeline.spec import Step
+    from ...api import RunFacts, Step, StepContext
 
 
 def _codebase(ctx: StepContext, inputs: dict[str, Any], options: EngineeringOptions) -> Codebase:
     codebase = Codebase.from_inputs(ctx, inputs).with_options(options.entry_point, options.args)
     checked_entry_point(ctx, codebase.entry_point)
-    ctx.record.details["workspace"] = str(codebase.workspace)
-    if not ctx.run.options.dry_run:
+    ctx.details["workspace"] = str(codebase.workspace)
+    if not ctx.facts.dry_run:
         require_workspace(ctx, codebase.workspace)
     return codebase
 
@@ -31,8 +28,8 @@ def _codebase(ctx: StepContext, inputs: dict[str, Any], options: EngineeringOpti
 class _RunsCode:
     """Modules that execute generated code refuse before the run spends anything if nobody can allow it."""
 
-    def preflight(self, step: Step, options: RunOptions, config: Config) -> None:
-        check_consent_possible(step.id, options, config)
+    def preflight(self, step: Step, facts: RunFacts) -> None:
+        check_consent_possible(step.id, facts)
 
 
 class Debugger(_RunsCode):
@@ -41,13 +38,13 @@ class Debugger(_RunsCode):
     async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
         options = options_of(ctx)
         codebase = _codebase(ctx, inputs, options)
-        run = ctx.run.options
+        run = ctx.facts
         if run.dry_run or run.no_exec:
             outcome = await review_codebase(ctx, codebase, options, write=not run.dry_run)
         else:
             outcome = await debug_codebase(ctx, codebase, options)
         return codebase.output(view_tokens=options.view_tokens, outcome=outcome,
-                               iterations=len(ctx.record.details.get("iterations", [])))
+                               iterations=len(ctx.details.get("iterations", [])))
 
 
 class ModifyCodebase(_RunsCode):
@@ -56,13 +53,13 @@ class ModifyCodebase(_RunsCode):
     async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
         options = options_of(ctx)
         codebase = _codebase(ctx, inputs, options)
-        details = ctx.record.details
+        details = ctx.details
         change = ctx.run_inputs.get("change") or ctx.step.supplement
         if not change:
             details.update(outcome="unchanged", note='no change requested (--input change="..." or a supplement)')
             return codebase.output(view_tokens=options.view_tokens, outcome="unchanged", changed=[])
         details["change"] = str(change)
-        dry_run = ctx.run.options.dry_run
+        dry_run = ctx.facts.dry_run
         messages = [system_prompt(ctx, "modify_codebase"),
                     sections(("request", codebase.request), ("change", str(change)),
                              ("how the code is run", codebase.command),
@@ -80,7 +77,7 @@ class ModifyCodebase(_RunsCode):
             raise ModuleError(f"step {ctx.step.id!r}: the answer to the change request changed no file"
                               + (f": {first_problem(problems)}" if problems else ""),
                               hint="the answer is in the memory log; modify_codebase.md gives the format")
-        if ctx.run.options.no_exec:
+        if ctx.facts.no_exec:
             details.update(outcome="not_run", note="nothing was executed (--no-exec)")
             outcome = "not_run"
         else:

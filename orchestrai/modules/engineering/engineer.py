@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ModuleError
-from ...providers.base import Message
+from ...api import ModuleError
+from ...api import Message
 from ..chameleon import user_message
 from .parser import ParsedAnswer, parse_answer
 from .prompting import answer_feedback, first_problem, system_prompt
@@ -15,7 +15,7 @@ from .workspace import (DEFAULT_ENTRY_POINT, Codebase, checked_entry_point, plan
 from .writer import ConfinedWriter, WriteReport
 
 if TYPE_CHECKING:
-    from ...engine.context import StepContext
+    from ...api import StepContext
 
 ATTEMPTS = 2  # a second request only when the first answer gave no file that could be written
 ECHOED_CHARS = 2000  # how much of a useless answer is shown back to the model
@@ -34,9 +34,9 @@ class Engineer:
         codebase = Codebase(resolve_workspace(ctx, options.workspace), entry, list(args), request)
         messages = [system_prompt(ctx, "engineer", entry_point=entry, max_files=options.max_files),
                     Message("user", user_message(inputs, ctx.step.supplement))]
-        details = ctx.record.details
+        details = ctx.details
         details["workspace"] = str(codebase.workspace)
-        if ctx.run.options.dry_run:
+        if ctx.facts.dry_run:
             await ctx.complete(messages)
             details["note"] = "dry run: nothing was written"
             return codebase.output(view_tokens=None, dry_run=True)
@@ -51,7 +51,7 @@ class Engineer:
 
     async def _write_answer(self, ctx: StepContext, messages: list[Message],
                             writer: ConfinedWriter) -> tuple[ParsedAnswer, WriteReport]:
-        details = ctx.record.details
+        details = ctx.details
         for attempt in range(1, ATTEMPTS + 1):
             completion = await ctx.complete(messages)
             parsed = parse_answer(completion.text)

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ...errors import ModuleError
+from ...api import ModuleError
 from ...modelconfig import infer_provider
 from .parser import ParsedAnswer, parse_answer
 from .prompting import answer_feedback, files_in_output, run_report, sections, system_prompt
@@ -27,8 +27,8 @@ from .workspace import Codebase, ensure_consent
 from .writer import ConfinedWriter, WriteReport
 
 if TYPE_CHECKING:
-    from ...engine.context import StepContext
-    from ...providers.base import Completion
+    from ...api import StepContext
+    from ...api import Completion
 
 TAIL_CHARS = 2000
 
@@ -86,10 +86,10 @@ class Runner:
 
 async def debug_codebase(ctx: StepContext, codebase: Codebase, options: EngineeringOptions) -> str:
     """Run and fix until the code runs ("fixed"); raise a ModuleError after max_iterations ("gave_up")."""
-    details = ctx.record.details
+    details = ctx.details
     iterations: list[dict[str, Any]] = details.setdefault("iterations", [])
     ensure_consent(ctx, codebase.command, codebase.workspace)
-    runner = Runner(codebase, options, ctx.run.config.secrets())
+    runner = Runner(codebase, options, list(ctx.facts.secrets))
     feedback: str | None = None
     for number in range(1, options.max_iterations + 1):
         execution, reason = await runner.run_once()
@@ -130,7 +130,7 @@ async def _ask_for_fix(ctx: StepContext, codebase: Codebase, options: Engineerin
     focus = files_in_output(execution.output, codebase.workspace, list_files(codebase.workspace))
     messages = [system_prompt(ctx, "debugger", mode="fix"),
                 sections(("request", codebase.request), ("how the code is run", codebase.command),
-                         ("what happened", run_report(execution, reason, ctx.run.redact)),
+                         ("what happened", run_report(execution, reason, ctx.redact)),
                          ("problems with your previous answer", feedback),
                          ("the codebase", codebase.view(options.view_tokens, focus)))]
     completion = await ctx.complete(messages, **fallback_settings(ctx, options, failed_fixes=failed_fixes))
@@ -156,7 +156,7 @@ def fallback_settings(ctx: StepContext, options: EngineeringOptions, *, failed_f
         # A hosted model's name says which API serves it; a self-hosted endpoint keeps serving its own models.
         own = ctx.step.model_settings["provider"]
         provider = infer_provider({"model": options.fallback_model}) if own in ("openai", "anthropic") else own
-    if provider not in ctx.run.config.provider_names():
+    if provider not in ctx.facts.provider_names:
         raise ModuleError(f"step {ctx.step.id!r}: fallback provider {provider!r} is not configured",
                           hint="set options.fallback_provider to a provider in config.yml")
     return {"model": options.fallback_model, "provider": provider}
@@ -169,7 +169,7 @@ async def review_codebase(ctx: StepContext, codebase: Codebase, options: Enginee
                          ("the codebase", codebase.view(options.view_tokens) if codebase.workspace.is_dir() else None))]
     completion = await ctx.complete(messages)
     parsed = parse_answer(completion.text)
-    details = ctx.record.details
+    details = ctx.details
     if write:
         report = ConfinedWriter(codebase.workspace, options.write_limits()).write(parsed.files)
         details["files_changed"] = report.written

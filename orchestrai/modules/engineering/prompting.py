@@ -6,15 +6,15 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ModuleError
-from ...providers.base import Message
+from ...api import ModuleError
+from ...api import Message
 from ..chameleon import ChameleonModule
 from .parser import ParsedAnswer
 from .view import fenced
 from .writer import WriteReport
 
 if TYPE_CHECKING:
-    from ...engine.context import StepContext
+    from ...api import StepContext
     from .sandbox import Execution
 
 TRACEBACK_FILE = re.compile(r'File "([^"]+)", line \d+|^([\w./-]+\.py):\d+', re.MULTILINE)
@@ -23,7 +23,7 @@ OUTPUT_CHARS = 6000
 
 def system_prompt(ctx: StepContext, name: str, **variables: Any) -> Message:
     """`system_prompts/<name>.md` rendered like a chameleon prompt, with `variables` besides the supplement."""
-    path = ctx.run.registry.prompt_path(name)
+    path = ctx.facts.prompt_path(name)
     if path is None:
         raise ModuleError(f"step {ctx.step.id!r}: the system prompt {name}.md was not found",
                           hint=f"restore system_prompts/{name}.md (the package ships one)")

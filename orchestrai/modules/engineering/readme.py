@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ModuleError
+from ...api import ModuleError
 from .parser import AnswerFile
 from .prompting import sections, strip_outer_fence, system_prompt
 from .settings import options_of
@@ -12,7 +12,7 @@ from .workspace import Codebase, require_workspace
 from .writer import ConfinedWriter
 
 if TYPE_CHECKING:
-    from ...engine.context import StepContext
+    from ...api import StepContext
 
 README = "README.md"
 
@@ -23,7 +23,7 @@ class CreateReadme:
     async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
         options = options_of(ctx)
         codebase = Codebase.from_inputs(ctx, inputs).with_options(options.entry_point, options.args)
-        dry_run = ctx.run.options.dry_run
+        dry_run = ctx.facts.dry_run
         if not dry_run:
             require_workspace(ctx, codebase.workspace)
         messages = [system_prompt(ctx, "create_readme"),
@@ -37,5 +37,5 @@ class CreateReadme:
         if report.refused:
             raise ModuleError(f"step {ctx.step.id!r}: {README} was not written: {report.refused[0].reason}",
                               hint="options.max_file_kb raises the size limit")
-        ctx.record.details.update(workspace=str(codebase.workspace), readme_bytes=len(text.encode()))
+        ctx.details.update(workspace=str(codebase.workspace), readme_bytes=len(text.encode()))
         return codebase.output(view_tokens=None, readme=README)

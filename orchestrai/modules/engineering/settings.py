@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ...errors import ModuleError
+from ...api import ModuleError
 from .sandbox import Limits
 from .venv import PIP_LIMITS
 from .writer import WriteLimits
 
 if TYPE_CHECKING:
-    from ...engine.context import StepContext
+    from ...api import StepContext
 
 
 class EngineeringOptions(BaseModel):

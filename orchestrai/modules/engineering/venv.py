@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import ModuleError
+from ...api import ModuleError
 from .sandbox import Execution, Limits, child_environment, run_sandboxed, state_dir
 from .writer import read_confined
 

@@ -18,15 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ModuleError
+from ...api import ModuleError
 from .sandbox import ensure_state_dir, state_dir
 from .view import build_view, list_files
 from .writer import Refused, check_path
 
 if TYPE_CHECKING:
-    from ...config import Config
-    from ...engine.context import StepContext
-    from ...engine.options import RunOptions
+    from ...api import RunFacts, StepContext
 
 DEFAULT_ENTRY_POINT = "main.py"
 ENTRY_LINE = re.compile(r"(?im)^[\s*#>-]*entry[ _-]?point\W*?[:=]\s*\**\s*`?([^\s`*]+)`?")
@@ -81,13 +79,12 @@ class Codebase:
 
 def resolve_workspace(ctx: StepContext, option: str | None) -> Path:
     """--workspace, else the step's `workspace` option, else <config folder>/<workspace_dir>/<run id>."""
-    run = ctx.run
-    if run.options.workspace is not None:
-        return Path(run.options.workspace).expanduser().resolve()
-    base = run.config.base_dir
+    facts = ctx.facts
+    if facts.workspace is not None:
+        return facts.workspace
     if option:
-        return (base / Path(option).expanduser()).resolve()
-    return (base / run.config.file.workspace_dir / run.run_id).resolve()
+        return (facts.base_dir / Path(option).expanduser()).resolve()
+    return facts.workspace_root / ctx.run_id
 
 
 def prepare_workspace(path: Path) -> Path:
@@ -153,31 +150,30 @@ def _run_args(command: str, entry: str | None) -> list[str] | None:
     return tokens[2:]
 
 
-def check_consent_possible(step_id: str, options: RunOptions, config: Config) -> None:
+def check_consent_possible(step_id: str, facts: RunFacts) -> None:
     """Before the run spends anything: a step that will execute code needs --yes, a TTY or --no-exec."""
-    if options.dry_run or options.no_exec or options.allow_execution or config.file.allow_execution:
-        return
-    if options.confirm is None:
-        raise ExecutionNotAllowed(
-            f"step {step_id!r} would run generated code and nobody is here to allow it: "
-            "pass --yes or set allow_execution: true in config.yml (or --no-exec to run nothing)")
+    if not (facts.dry_run or facts.no_exec or facts.allow_execution) and facts.confirm is None:
+        raise nobody_to_allow(step_id)
+
+
+def nobody_to_allow(step_id: str, what: str = "") -> ExecutionNotAllowed:
+    # One line that says how to allow it: progress output shows a failed step's first line only.
+    return ExecutionNotAllowed(f"step {step_id!r} would run generated code{what} and nobody is here to allow it: "
+                               "pass --yes or set allow_execution: true in config.yml (or --no-exec to run nothing)")
 
 
 def ensure_consent(ctx: StepContext, command: str, workspace: Path) -> None:
     """Ask once per run before the first execution; without anyone to ask, fail saying how to allow it."""
-    options = ctx.run.options
-    if options.allow_execution or ctx.run.config.file.allow_execution:
+    facts = ctx.facts
+    if facts.allow_execution:
         return
     where = _shown(workspace)
-    if options.confirm is None:
-        # One line that says how to allow it: progress output shows a failed step's first line only.
-        raise ExecutionNotAllowed(
-            f"step {ctx.step.id!r} would run generated code (`{command}` in {where}) and nobody is here to allow it: "
-            "pass --yes or set allow_execution: true in config.yml (or --no-exec to run nothing)")
-    if not options.confirm(f"Run generated code `{command}` in {where}?"):
+    if facts.confirm is None:
+        raise nobody_to_allow(ctx.step.id, f" (`{command}` in {where})")
+    if not facts.confirm(f"Run generated code `{command}` in {where}?"):
         raise ExecutionNotAllowed(f"step {ctx.step.id!r}: you did not allow running generated code; it is in {where}",
                                   hint="rerun with --no-exec to only review the code, or --yes to run it")
-    options.allow_execution = True  # the answer holds for the rest of this run: ask once
+    facts.allow_execution = True  # the answer holds for the rest of this run: ask once
 
 
 def _shown(path: Path) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .providers.base import Completion, Message, Usage
+from ..api import Completion, Message, Usage
 
 FILE_NAME = "calls.sqlite"
 LOCK_WAIT_S = 1.0  # how long to wait for another process's write before bypassing the cache

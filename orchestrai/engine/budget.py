@@ -10,15 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import OrchestraiError
-from .providers.pricing import PriceTable
+from ..errors import OrchestraiError
+from ..providers.pricing import PriceTable
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .modules.base import ModuleRegistry
-    from .pipeline.spec import Step
+    from ..config import Config
+    from ..modules.base import ModuleRegistry
+    from ..pipeline.spec import Step
 
-FREE_PROVIDER_TYPES = frozenset({"echo", "local"})
 UNSET_MAX_TOKENS_ESTIMATE = 4096  # worst case assumed for a call without max_tokens
 
 
@@ -26,11 +25,6 @@ class BudgetExceeded(OrchestraiError):
     """A call was not made because it could have crossed the budget."""
 
     exit_code = 3
-
-
-def is_free(config: Config, provider: str) -> bool:
-    """Providers that cost nothing: the offline echo and in-process local models."""
-    return config.provider(provider).type in FREE_PROVIDER_TYPES
 
 
 def price_table(config: Config) -> PriceTable:
@@ -47,7 +41,7 @@ def unpriced_models(step: Step, config: Config, registry: ModuleRegistry) -> lis
                   ((f["provider"], f["model"]) for f in step.fallbacks)]
     problems = []
     for provider, model in candidates:
-        if provider and model and provider in config.provider_names() and not is_free(config, provider) \
+        if provider and model and provider in config.provider_names() and not config.is_free(provider) \
                 and prices.price(str(model)) is None:
             problems.append((f"step {step.id!r}: model {model!r} has no known price, but the run has a budget",
                              f"add pricing: {{{model}: {{input: USD_PER_1M, output: USD_PER_1M}}}} to config.yml"))

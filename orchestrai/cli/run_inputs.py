@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def parse_inputs(pairs: list[str], file_pairs: list[str]) -> dict[str, str]:
