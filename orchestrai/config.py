@@ -79,6 +79,7 @@ class Config:
     file: ConfigFile
     path: Path | None = None  # None when no config file was found (all defaults)
     unset_env: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # dotted key -> (VAR, line)
+    notices: list[str] = field(default_factory=list)  # what a run or validate tells about this config (legacy format)
 
     @property
     def base_dir(self) -> Path:
@@ -191,6 +192,10 @@ def parse_config(path: Path) -> tuple[Config | None, list[Problem]]:
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         return None, [doc.problem((), "the config must be a mapping of keys (providers:, default_model_config:, ...)")]
+    from . import legacy_config  # here, not at the top: it imports this module
+
+    if legacy_config.has_legacy_keys(data):
+        return legacy_config.parse_legacy(doc, path)
     try:
         file = ConfigFile.model_validate(data)
     except ValidationError as exc:
