@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from . import legacy_config as legacy
 from .errors import ConfigError, Problem, ValidationFailed
 from .modelconfig import ModelConfig, local_model_is_default
 from .policies import ProviderRateLimits, RetryConfig, new_dict
@@ -89,6 +90,7 @@ class Config:
     file: ConfigFile
     path: Path | None = None  # None when no config file was found (all defaults)
     unset_env: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # dotted key -> (VAR, line)
+    notices: list[str] = field(default_factory=list)  # what a run or validate tells about this config (legacy format)
     _builtin_providers: dict[str, ProviderConfig] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -251,6 +253,8 @@ def parse_config(path: Path) -> tuple[Config | None, list[Problem]]:
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         return None, [doc.problem((), "the config must be a mapping of keys (providers:, default_model_config:, ...)")]
+    if legacy.has_legacy_keys(data):
+        return _parse_legacy(doc, path)
     try:
         file = ConfigFile.model_validate(data)
     except ValidationError as exc:
@@ -289,3 +293,36 @@ def _rate_limit_problems(config: Config, doc: YamlDoc) -> list[Problem]:
                                         f"{doc.line_of(('rate_limits', name))})", "keep one of the two"))
     return problems
 
+
+def _parse_legacy(doc: YamlDoc, path: Path) -> tuple[Config | None, list[Problem]]:
+    """`parse_config` for a file holding the original's keys: read it as ours, or report a mixture."""
+    data: dict[Any, Any] = doc.data
+    if not legacy.is_legacy(data, ConfigFile.model_fields):
+        return None, _mixture_problems(doc, data)
+    translation = legacy.translate(data)
+    problems = legacy.number_problems(doc, data)
+    try:
+        file = ConfigFile.model_validate(translation.data)
+    except ValidationError as exc:
+        problems += legacy.problems_in_legacy_terms(exc, doc, translation)
+    if problems:
+        return None, sorted(problems, key=lambda problem: problem.line or 0)
+    # No ${VAR} can be a provider key here (the original had no providers), so unset_env stays empty.
+    return Config(file, path=path, notices=[legacy.notice(doc.path, translation)]), []
+
+
+def _mixture_problems(doc: YamlDoc, data: dict[Any, Any]) -> list[Problem]:
+    """Every legacy key of a file that also uses ours (at its line, naming our key), then the other problems."""
+    ours = ", ".join(str(key) for key in data if key in ConfigFile.model_fields and key not in legacy.SHARED)
+    problems = []
+    for key in data:
+        if key in legacy.LEGACY_ONLY:
+            instead = f"write it as {'.'.join(legacy.MAPPED[key])}" if key in legacy.MAPPED else "remove it: it has no counterpart"
+            problems.append(doc.problem((key,), f"{key!r} is a key of the original OrchestrAI format, in a config "
+                                                 f"that also uses this format's keys ({ours})", instead))
+    rest = {key: value for key, value in data.items() if key not in legacy.LEGACY_ONLY}
+    try:
+        ConfigFile.model_validate(rest)
+    except ValidationError as exc:
+        problems += problems_from_validation_error(exc, doc, what="config", model=ConfigFile)
+    return problems

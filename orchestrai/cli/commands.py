@@ -164,6 +164,29 @@ def cache_clear(config: Optional[Path] = ConfigOption) -> None:
     typer.echo(f"removed {removed} cached calls from {cache.path}")
 
 
+config_app = typer.Typer(help="The config file: convert one from the original OrchestrAI.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("migrate")
+@user_errors
+def config_migrate(
+    path: Optional[Path] = typer.Argument(None, help="Config file (default: the one `run` would read, ./config.yml)."),
+    write: bool = typer.Option(False, "--write", help="Rewrite the file in place, keeping a backup (PATH.bak)."),
+) -> None:
+    """Print a config in the original OrchestrAI's format in this one's (or rewrite it with --write)."""
+    from ..config_migrate import migrate_config, write_migration
+
+    migration = migrate_config(path)
+    if migration.text is None:
+        typer.echo(f"{migration.path} is already in orchestrai's format; nothing to change", err=True)
+    elif not write:
+        sys.stdout.write(migration.text)
+    else:
+        backup = write_migration(migration)
+        typer.echo(f"converted {migration.path} (the original is in {backup})", err=True)
+
+
 def _log_dir(config: Optional[Path], log_dir: Optional[Path]) -> Path:
     if log_dir is not None:
         return log_dir

@@ -5,6 +5,7 @@ Free of typer: the typer command and the quick path in `app.main` both call `val
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -23,6 +24,8 @@ def validate_pipelines(pipelines: list[Path], config: Path | None, echo: Callabl
     from ..project import Project
 
     project = Project.open(config)
+    for text in project.config.notices:  # as a run shows them: "! ..." on stderr, away from the results
+        sys.stderr.write(f"! {text}\n")
     failed = False
     for path in pipelines:
         graph, problems = project.check(path)
