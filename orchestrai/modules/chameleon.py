@@ -73,7 +73,7 @@ class ChameleonModule:
         parts = self._plain_parts
         if parts is not None:
             try:
-                return "".join([text if name is None else str(variables[name]) for text, name in parts])
+                return "".join([str(variables[name]) if name is not None else text or "" for text, name in parts])
             except KeyError:
                 pass
         # render() copies the template's globals (a ChainMap, slow to iterate) into every new
@@ -81,7 +81,7 @@ class ChameleonModule:
         template = self._template
         context = template.new_context({**self._template_globals, **variables}, shared=True)
         try:
-            return template.environment.concat(template.root_render_func(context))  # type: ignore[attr-defined]
+            return str(template.environment.concat(template.root_render_func(context)))
         except Exception:
             template.environment.handle_exception()  # as render() does: template lines in the traceback
             raise  # pragma: no cover - handle_exception always raises
@@ -161,8 +161,9 @@ def _as_text(value: Any) -> str:
 
 def _template_line(exc: Exception, path: Path) -> int | None:
     """The prompt line an error happened on: jinja2 puts the template's frames in the traceback."""
-    if getattr(exc, "lineno", None):
-        return exc.lineno  # type: ignore[attr-defined]
+    lineno = getattr(exc, "lineno", None)
+    if isinstance(lineno, int) and lineno:
+        return lineno
     line = None
     tb = exc.__traceback__
     while tb is not None:

@@ -38,7 +38,7 @@ class PipelineGraph:
         self.predecessor_count = in_degrees(self.successors)
 
     @cached_property
-    def graph(self) -> nx.DiGraph:
+    def graph(self) -> nx.DiGraph[str]:
         """The same DAG as a networkx DiGraph (imported on first use), for its graph algorithms."""
         return as_networkx(self.successors)
 
@@ -128,11 +128,11 @@ def find_cycle(successors: Successors) -> list[str] | None:
     return [edge[0] for edge in nx.find_cycle(as_networkx(successors))]
 
 
-def as_networkx(successors: Successors) -> nx.DiGraph:
+def as_networkx(successors: Successors) -> nx.DiGraph[str]:
     """A networkx DiGraph with the same nodes and edges, added in the same order."""
     import networkx as nx
 
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(successors)
     graph.add_edges_from((step_id, target) for step_id, targets in successors.items() for target in targets)
     return graph

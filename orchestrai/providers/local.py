@@ -136,7 +136,7 @@ class LocalProvider:
         _, call = split_settings(settings)
         loaded = self._loaded(settings) or await _in_thread(lambda cancel: self._model(settings))
         loop = asyncio.get_running_loop()
-        sink = None if on_token is None else (lambda text: loop.call_soon_threadsafe(on_token, text))
+        sink = None if on_token is None else _threadsafe(loop, on_token)
         async with loaded.lock:
             started = time.perf_counter()
             text, usage = await _in_thread(lambda cancel: generate(loaded, messages, call, sink, cancel))
@@ -279,6 +279,15 @@ async def _in_thread(work: Callable[[threading.Event], Any]) -> Any:
             except Exception:  # noqa: BLE001 - the call's own error no longer matters, the cancellation does
                 break
         raise
+
+
+def _threadsafe(loop: asyncio.AbstractEventLoop, on_token: TokenCallback) -> Callable[[str], None]:
+    """`on_token` called in the loop's thread, for a worker thread to use."""
+
+    def send(text: str) -> None:
+        loop.call_soon_threadsafe(on_token, text)
+
+    return send
 
 
 def _create_provider(settings: ProviderSettings) -> LocalProvider:

@@ -68,8 +68,10 @@ class Runner:
         return result, None
 
     async def _run(self, argv: list[str], shown_as: str) -> Execution:
-        return await off_loop(run_sandboxed, [str(self.venv.python), *argv], cwd=self.codebase.workspace,
-                              env=self.venv.environment(), limits=self.options.limits(), shown_as=shown_as)
+        execution: Execution = await off_loop(run_sandboxed, [str(self.venv.python), *argv],
+                                              cwd=self.codebase.workspace, env=self.venv.environment(),
+                                              limits=self.options.limits(), shown_as=shown_as)
+        return execution
 
     async def _run_tests(self) -> tuple[Execution, str | None]:
         probe = await self._run(["-c", "import pytest"], "python -c 'import pytest'")
