@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 
@@ -61,13 +62,24 @@ def declared_entry_point_groups(*groups: str) -> set[str]:
 def _entry_point_files(group: str) -> list[tuple[str, str]] | None:
     """(distribution, entry_points.txt text) of each distribution that mentions `group`; None when
     this look cannot be sure to see every distribution."""
+    files = _scan(tuple(sys.path), tuple(map(id, sys.meta_path)))
+    if files is None:
+        return None
+    needle = group.encode()
+    return [(distribution, text.decode("utf-8", "replace")) for distribution, text in files if needle in text]
+
+
+@lru_cache(maxsize=4)
+def _scan(path: tuple[Any, ...], finders: tuple[int, ...]) -> tuple[tuple[str, bytes], ...] | None:
+    """Every distribution's entry_points.txt on `path`, read once per sys.path (validate asks for three
+    groups: modules, providers, pydantic's plugins)."""
     from importlib.machinery import PathFinder
 
     if any(getattr(finder, "find_distributions", None) is not None and finder is not PathFinder
            for finder in sys.meta_path):
         return None
-    needle, seen, found = group.encode(), set[str](), list[tuple[str, str]]()
-    for entry in sys.path:
+    seen, found = set[str](), list[tuple[str, bytes]]()
+    for entry in path:
         try:
             folder = os.fspath(entry) or "."
         except TypeError:
@@ -93,9 +105,8 @@ def _entry_point_files(group: str) -> list[tuple[str, str]] | None:
                     text = file.read()
             except OSError:
                 continue
-            if needle in text:
-                found.append((distribution, text.decode("utf-8", "replace")))
-    return found
+            found.append((distribution, text))
+    return tuple(found)
 
 
 def _normalized(name: str) -> str:
