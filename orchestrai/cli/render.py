@@ -51,9 +51,15 @@ def print_problems(problems: list[Problem]) -> None:
 def modules_table(modules: list[Any]) -> Table:
     from rich.table import Table  # only the commands that print a table pay for importing it
 
+    from rich.text import Text
+
     table = Table("module", "kind", "source", show_edge=False)
+    table.columns[2].overflow = "fold"  # a path cut short with "…" cannot be opened
     for info in modules:
-        table.add_row(info.name, info.kind, _short_path(info.source))
+        source = Text(_short_path(info.source))
+        for hidden in info.shadows:  # what the same name would be without this module
+            source.append(f"\nshadows {hidden.kind} {_short_path(hidden.source)}", style="yellow")
+        table.add_row(info.name, info.kind, source)
     return table
 
 

@@ -16,6 +16,7 @@ from ..config import Config
 from ..errors import InputError, Problem, ValidationFailed
 from ..modelconfig import LOCAL_DEFAULT_NOTICE
 from ..modules.base import ModuleRegistry
+from ..names import is_safe_file_name
 from ..pipeline.graph import PipelineGraph
 from ..providers.pool import ProviderPool
 from .context import RunContext
@@ -52,6 +53,9 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
                        options: RunOptions | None = None, hooks: list[Hook] | None = None) -> RunResult:
     """Run every step of `graph`; finished steps reach the hooks (memory log, progress) as they end."""
     options = options or RunOptions()
+    if options.run_id is not None and not is_safe_file_name(options.run_id):  # it becomes part of file paths
+        raise InputError(f"run id {options.run_id!r} cannot be part of a file name",
+                         hint="use only letters, digits, '_', '-' and '.' (no '/', no leading dot)")
     providers = ProviderPool(config, force="echo" if options.dry_run else None, preset=options.providers)
     _reuse_start_inputs(graph, registry, options)
     _preflight(graph, config, registry, providers, options)
