@@ -15,7 +15,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..redact import Redactor
 from ..engine.events import Hook
 from ..engine.options import RunOptions
 from ..engine.resume import ResumeSource
@@ -68,7 +67,7 @@ def run_command(request: RunRequest) -> int:
         needed = [name for name in needed if not resume.completed_output(graph.steps[graph.producers[name]].id)[0]]
     _ask_for_missing_inputs(inputs, needed)
     console = stderr_console()
-    memory_log = MemoryLog(log_dir, redact=Redactor(project.config.secrets()))
+    memory_log = MemoryLog(log_dir)  # redacts with the run's own Redactor (every key config and providers hold)
     display = _display_hooks(request, console)
     hooks: list[Hook] = [memory_log, *display, *_wandb_hooks(request, project)]
     options = RunOptions(run_inputs=inputs, dry_run=request.dry_run, stream=request.stream,
@@ -140,7 +139,7 @@ def _wandb_hooks(request: RunRequest, project: Project) -> list[Hook]:
         return []
     from ..observe.wandb_hook import WandbHook
 
-    return [WandbHook(settings.project, settings.entity, settings.mode, redact=Redactor(project.config.secrets()))]
+    return [WandbHook(settings.project, settings.entity, settings.mode)]  # redacts with the run's Redactor
 
 
 def _report(request: RunRequest, console: Console, result: RunResult, log_path: Path | None) -> None:

@@ -21,7 +21,7 @@ from ..pipeline.spec import Step
 from ..policies import RetryConfig
 from ..providers.base import Completion, Message, Provider, TokenCallback
 from ..providers.pool import ProviderPool
-from ..redact import Redactor
+from .redaction import run_redactor
 from .events import CallFinished, EventBus, Notice, StepRecord, StepRetrying, StepToken
 from .options import RunOptions
 from .ratelimit import RateLimits, SlidingWindowLimiter
@@ -43,7 +43,7 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.prices = price_table(self.config)
-        self.redact = Redactor(self.config.secrets())
+        self.redact = run_redactor(self.config, self.options.providers)
         self.rate_limits = RateLimits(self.config.file.rate_limits)
         self.by_model: dict[str, dict[str, Any]] = {}
         self._noticed: set[str] = set()

@@ -73,7 +73,7 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
                             tuple(step.id for step in graph.pipeline.steps), started, config.redacted(), versions(),
                             resumed_from=options.resume.run_id if options.resume else None,
                             step_modules=tuple((step.module, step.output_name) for step in graph.pipeline.steps),
-                            dry_run=options.dry_run))
+                            dry_run=options.dry_run, redact=run.redact))
     if not options.dry_run and _on_local_default(graph, config, registry):
         bus.emit(Notice(LOCAL_DEFAULT_NOTICE))
     status, message = "interrupted", None
