@@ -145,7 +145,7 @@ class StepEnded:
 class Totals:
     input_tokens: int
     output_tokens: int
-    cost_usd: float
+    cost_usd: float | None  # None when no call had a known price: unknown, not zero
     cost_complete: bool  # False when some model had no known price
     duration_s: float
     by_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> calls, tokens, cost

@@ -177,18 +177,26 @@ def _preflight(graph: PipelineGraph, config: Config, registry: ModuleRegistry, p
 
 
 def summarize(records: list[StepRecord], duration_s: float, by_model: dict[str, dict[str, Any]] | None = None) -> Totals:
-    """Tokens and cost over all steps; cost_complete is False when some model had no known price."""
+    """Tokens and cost over all steps; cost_complete is False when some model had no known price.
+
+    The cost is None when calls were made and none had a price: unknown, not $0 (free providers
+    are priced at zero, so their runs cost 0.0).
+    """
     input_tokens = output_tokens = cached = resumed = 0
-    cost, complete = 0.0, True
+    cost, complete, priced = 0.0, True, False
     for record in records:  # one pass: this ran after every step of a 10,000-step run
         input_tokens += record.usage.input_tokens
         output_tokens += record.usage.output_tokens
         if record.calls:
-            complete = complete and record.cost_usd is not None
-            cost += record.cost_usd or 0.0
+            if record.cost_usd is None:
+                complete = False
+            else:
+                priced = True
+                cost += record.cost_usd
         cached += record.status == "cached"
         resumed += record.status == "resumed"
-    return Totals(input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=round(cost, 6),
+    return Totals(input_tokens=input_tokens, output_tokens=output_tokens,
+                  cost_usd=round(cost, 6) if priced or complete else None,
                   cost_complete=complete, duration_s=round(duration_s, 3), by_model=dict(by_model or {}),
                   cached_steps=cached, resumed_steps=resumed)
 

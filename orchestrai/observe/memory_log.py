@@ -221,10 +221,14 @@ def _unfinished(step_id: str, module: str, output_name: str) -> dict[str, Any]:
 
 
 def totals_of(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals of logged steps, as `summarize` computes them (cost None when no call had a price)."""
+    calling = [s for s in steps if s.get("provider")]
+    complete = all(s["cost_usd"] is not None for s in calling)
+    priced = complete or any(s["cost_usd"] is not None for s in calling)
     return {"input_tokens": sum(s["usage"]["input_tokens"] for s in steps),
             "output_tokens": sum(s["usage"]["output_tokens"] for s in steps),
-            "cost_usd": round(sum(s["cost_usd"] or 0.0 for s in steps), 6),
-            "cost_complete": all(s["cost_usd"] is not None for s in steps if s.get("provider")),
+            "cost_usd": round(sum(s["cost_usd"] or 0.0 for s in steps), 6) if priced else None,
+            "cost_complete": complete,
             "duration_s": None,
             "cached_steps": sum(1 for s in steps if s["status"] == "cached"),
             "resumed_steps": sum(1 for s in steps if s["status"] == "resumed")}
