@@ -19,7 +19,6 @@ from .yamlsrc import YamlDoc, load_yaml
 
 if TYPE_CHECKING:
     from .api import ProviderSettings, ProviderType
-    from .engine.redact import Redactor
     from .pipeline.spec import Step
 
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -196,13 +195,6 @@ class Config:
         """Every secret value this config can see, for redaction."""
         values = [self.api_key(name) for name in self.provider_names() if name != "echo"]
         return [v for v in values if v]
-
-    @property
-    def redactor(self) -> Redactor:
-        """The Redactor for every secret this config can see (the environment is read now: keys may change)."""
-        from .engine.redact import Redactor
-
-        return Redactor(self.secrets())
 
     def redacted(self) -> dict[str, Any]:
         """The config as JSON-able data with every key replaced by '***'."""

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import Problem
+from .names import PATTERN_RULES
 from .yamlsrc import YamlDoc
 
 
@@ -25,6 +26,10 @@ def problems_from_validation_error(exc: ValidationError, doc: YamlDoc, *, what: 
             problems.append(doc.problem(loc, f"unknown key {dotted!r}", hint))
         elif kind == "missing":
             problems.append(doc.problem(loc[:-1], f"missing required key {dotted!r}", f"add `{loc[-1]}:`"))
+        elif kind == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") in PATTERN_RULES:
+            # "should match pattern '^[A-Za-z0-9_-]+...'" says nothing to most people: say what is allowed.
+            rule, hint = PATTERN_RULES[error["ctx"]["pattern"]]
+            problems.append(doc.problem(loc, f"{dotted}: {error.get('input')!r} is not allowed: {rule}", hint))
         else:
             got = error.get("input")
             shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""

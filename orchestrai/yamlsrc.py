@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from .errors import Problem
+from .yamllimits import MAX_DEPTH, check_limits
 
 try:  # the C loader is several times faster on big pipelines
     _Loader: type = yaml.CSafeLoader
@@ -144,6 +145,8 @@ class _EventReader:
                 else:
                     stack[-1][0].append(value)
                 if kind is not yaml.ScalarEvent:
+                    if len(stack) >= MAX_DEPTH:
+                        raise _Unusual  # the node tree's path reports it (and bounds aliases likewise)
                     stack.append([value, loc, None])
         finally:
             loader.dispose()
@@ -154,16 +157,26 @@ class _EventReader:
             return event.value
         if event.value not in self._plain:
             tag = _resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+            if tag == _MERGE_TAG:
+                raise _Unusual  # `<<`: merge keys are resolved on the node tree
             self._plain[event.value] = _scalar(yaml.ScalarNode(tag, event.value))
         return self._plain[event.value]
 
 
 _KEY = object()
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _resolver = yaml.resolver.Resolver()  # the resolver yaml.CSafeLoader / SafeLoader use
 
 
 def _parse_nodes(text: str, shown: str, *, expand_env: bool = False) -> tuple[YamlDoc | None, list[Problem]]:
-    """`parse_yaml` through yaml.compose and the node tree: every YAML feature, every error."""
+    """`parse_yaml` through yaml.compose and the node tree: every YAML feature, every error.
+
+    Aliases are bounded first: yaml.compose shares an anchor's node, but converting copies it
+    at every alias.
+    """
+    too_big = check_limits(text, shown, _Loader)
+    if too_big is not None:
+        return None, [too_big]
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
@@ -182,7 +195,7 @@ def _parse_nodes(text: str, shown: str, *, expand_env: bool = False) -> tuple[Ya
 def _convert(node: yaml.Node, loc: Loc, doc: YamlDoc, problems: list[Problem], expand_env: bool) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node in _pairs(node, doc, problems):
             key = _scalar(key_node)
             if key in out:
                 problems.append(Problem(doc.path, key_node.start_mark.line + 1, f"duplicate key {key!r}", "remove one of them"))
@@ -199,6 +212,33 @@ def _convert(node: yaml.Node, loc: Loc, doc: YamlDoc, problems: list[Problem], e
     if expand_env and isinstance(value, str) and "${" in value:
         value = _expand(value, loc, doc)
     return value
+
+
+def _pairs(node: yaml.MappingNode, doc: YamlDoc, problems: list[Problem]) -> list[tuple[yaml.Node, yaml.Node]]:
+    """A mapping's key and value nodes, merge keys resolved as safe_load does (`<<: *base`, `<<: [*a, *b]`).
+
+    Keys written in the mapping win over merged ones, and an earlier merged mapping over a later.
+    Merged keys keep the lines where they are written (the anchor's), which is where to fix them.
+    """
+    if not any(key.tag == _MERGE_TAG for key, _ in node.value):
+        return list(node.value)
+    explicit = [(key, value) for key, value in node.value if key.tag != _MERGE_TAG]
+    taken = {_scalar(key) for key, _ in explicit}
+    inherited = []
+    for key, value in node.value:
+        if key.tag != _MERGE_TAG:
+            continue
+        for source in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+            if not isinstance(source, yaml.MappingNode):
+                problems.append(Problem(doc.path, key.start_mark.line + 1, "`<<` (merge) needs a mapping or a "
+                                        "list of mappings", "write `<<: *name` where `&name` marks a mapping"))
+                continue
+            for merged_key, merged_value in _pairs(source, doc, problems):
+                name = _scalar(merged_key)
+                if name not in taken:
+                    taken.add(name)
+                    inherited.append((merged_key, merged_value))
+    return inherited + explicit
 
 
 _constructor = yaml.constructor.SafeConstructor()

@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from orchestrai.engine.redact import Redactor
 from orchestrai.engine.runner import RunOptions, RunResult, run_pipeline
 from orchestrai.observe.memory_log import MemoryLog
 from orchestrai.project import Project
@@ -18,7 +17,7 @@ def run_library(pipeline: str | Path, *, config: str | Path | None = None, input
     """Open the project, load the pipeline and run it with a memory log; returns the result and the log hook."""
     project = Project.open(config)
     graph = project.load(pipeline)
-    memory_log = MemoryLog(log_dir or project.config.log_dir, redact=Redactor(project.config.secrets()))
+    memory_log = MemoryLog(log_dir or project.config.log_dir)  # the run redacts: no caller needs to
     run_options = RunOptions(run_inputs=inputs or {}, providers=providers or {}, **options)
     result = asyncio.run(run_pipeline(graph, project.config, project.registry, run_options, [memory_log, *(hooks or [])]))
     return result, memory_log

@@ -58,6 +58,17 @@ class StepRecord:
         return self.finished_at - self.started_at
 
 
+def unredacted(text: str) -> str:
+    return text
+
+
+def chained(first: Callable[[str], str] | None, second: Callable[[str], str]) -> Callable[[str], str]:
+    """`second` after `first` (a caller's own redactor, then the run's); just `second` when there is no first."""
+    if first is None:
+        return second
+    return lambda text: second(first(text))
+
+
 @dataclass(frozen=True)
 class RunStarted:
     run_id: str
@@ -70,6 +81,9 @@ class RunStarted:
     resumed_from: str | None = None  # the run id this run reuses steps from
     step_modules: tuple[tuple[str, str], ...] = ()  # (module, output_name) per step id, same order
     dry_run: bool = False
+    # The run's own redactor (every key its config and providers hold): whatever a hook writes or
+    # sends goes through it, so redaction never depends on the caller passing one.
+    redact: Callable[[str], str] = field(default=unredacted, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -126,7 +140,7 @@ class StepEnded:
 class Totals:
     input_tokens: int
     output_tokens: int
-    cost_usd: float
+    cost_usd: float | None  # None when no call had a known price: unknown, not zero
     cost_complete: bool  # False when some model had no known price
     duration_s: float
     by_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> calls, tokens, cost

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import OrchestraiError, Problem, ValidationFailed
+from ..observe.costs import total_cost
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -51,9 +52,15 @@ def print_problems(problems: list[Problem]) -> None:
 def modules_table(modules: list[Any]) -> Table:
     from rich.table import Table  # only the commands that print a table pay for importing it
 
+    from rich.text import Text
+
     table = Table("module", "kind", "source", show_edge=False)
+    table.columns[2].overflow = "fold"  # a path cut short with "…" cannot be opened
     for info in modules:
-        table.add_row(info.name, info.kind, _short_path(info.source))
+        source = Text(_short_path(info.source))
+        for hidden in info.shadows:  # what the same name would be without this module
+            source.append(f"\nshadows {hidden.kind} {_short_path(hidden.source)}", style="yellow")
+        table.add_row(info.name, info.kind, source)
     return table
 
 
@@ -67,7 +74,7 @@ def runs_table(runs: list[Any]) -> Table:
     for run in runs:
         table.add_row(run.started_at[:19].replace("T", " "), run.run_id, run.pipeline, run.status,
                       f"{run.steps_completed}/{run.steps}", str(run.cached), str(run.resumed),
-                      f"{run.input_tokens + run.output_tokens:,}", f"${run.cost_usd:.4f}")
+                      f"{run.input_tokens + run.output_tokens:,}", total_cost(run.cost_usd, run.cost_complete))
     return table
 
 
@@ -83,7 +90,7 @@ def print_run(console: Console, path: Path, log: dict[str, Any]) -> None:
                   f"({escape(str(path))})", highlight=False)
     console.print(f"started {log.get('started_at')}, finished {log.get('finished_at') or '—'}; "
                   f"{totals.get('input_tokens', 0):,}→{totals.get('output_tokens', 0):,} tokens, "
-                  f"${totals.get('cost_usd') or 0:.4f}", highlight=False)
+                  f"{total_cost(totals.get('cost_usd'), totals.get('cost_complete', True))}", highlight=False)
     for step in log.get("steps", []):
         usage = step.get("usage") or {}
         console.rule(f"{step['id']} ({step['module']}) — {step['status']}", align="left")

@@ -69,7 +69,7 @@ def run_command(request: RunRequest) -> int:
     _ask_for_missing_inputs(inputs, [name for name in start_inputs_needed(graph, project.registry)
                                      if name not in reused])
     console = stderr_console()
-    memory_log = MemoryLog(log_dir, redact=project.config.redactor)
+    memory_log = MemoryLog(log_dir)  # redacts with the run's own Redactor (every key config and providers hold)
     display = _display_hooks(request, console)
     hooks: list[Hook] = [memory_log, *display, *_wandb_hooks(request, project)]
     options = RunOptions(run_inputs=inputs, dry_run=request.dry_run, stream=request.stream,
@@ -141,7 +141,7 @@ def _wandb_hooks(request: RunRequest, project: Project) -> list[Hook]:
         return []
     from ..observe.wandb_hook import WandbHook
 
-    return [WandbHook(settings.project, settings.entity, settings.mode, redact=project.config.redactor)]
+    return [WandbHook(settings.project, settings.entity, settings.mode)]  # redacts with the run's Redactor
 
 
 def _report(request: RunRequest, console: Console, result: RunResult, log_path: Path | None) -> None:

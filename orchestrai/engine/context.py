@@ -36,6 +36,7 @@ from .budget import UNSET_MAX_TOKENS_ESTIMATE, Budget, BudgetExceeded, estimate_
 from .cache import CallCache, cache_key
 from .events import EventBus
 from .options import RunOptions
+from .redact import Redactor, provider_keys
 from .ratelimit import RateLimits, SlidingWindowLimiter
 
 
@@ -55,7 +56,9 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.prices = price_table(self.config)
-        self.redact = self.config.redactor
+        # The run's one Redactor (hooks get it with RunStarted): the config's keys, those only in the
+        # environment, and those of ready-made providers a library caller passed in.
+        self.redact = Redactor([*self.config.secrets(), *provider_keys(self.options.providers.values())])
         self.rate_limits = RateLimits(self.config.rate_limits)
         self.by_model: dict[str, dict[str, Any]] = {}
         self._noticed: set[str] = set()

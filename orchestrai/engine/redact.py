@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 class Redactor:
     """Replaces every known secret in a text with '***' before it is stored or shown."""
@@ -14,3 +17,18 @@ class Redactor:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
+
+
+def provider_keys(providers: Iterable[Any]) -> list[str]:
+    """The API keys held by provider objects a caller built itself (RunOptions.providers).
+
+    Such a provider's key need not be in the config at all. The SDK clients (openai, anthropic)
+    keep theirs as `api_key`, on the provider or on its client.
+    """
+    keys = []
+    for provider in providers:
+        for holder in (provider, getattr(provider, "_client", None)):
+            key = getattr(holder, "api_key", None)
+            if isinstance(key, str):
+                keys.append(key)
+    return keys

@@ -15,6 +15,7 @@ from ..config import Config
 from ..errors import InputError, OrchestraiError, Problem, ValidationFailed
 from ..modelconfig import LOCAL_DEFAULT_NOTICE
 from ..modules.base import ModuleRegistry
+from ..names import is_safe_file_name
 from ..pipeline.graph import PipelineGraph
 from ..providers.pool import ProviderPool
 from .budget import Budget, unpriced_models
@@ -54,6 +55,9 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
                        options: RunOptions | None = None, hooks: list[Hook] | None = None) -> RunResult:
     """Run every step of `graph`; finished steps reach the hooks (memory log, progress) as they end."""
     options = options or RunOptions()
+    if options.run_id is not None and not is_safe_file_name(options.run_id):  # it becomes part of file paths
+        raise InputError(f"run id {options.run_id!r} cannot be part of a file name",
+                         hint="use only letters, digits, '_', '-' and '.' (no '/', no leading dot)")
     options.run_id = options.run_id or new_run_id()
     providers = ProviderPool(config, force="echo" if options.dry_run else None, preset=options.providers)
     if options.resume is not None:  # a run input not given again is the one the earlier run used
@@ -73,7 +77,7 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
                             tuple(step.id for step in graph.pipeline.steps), started, config.redacted(), versions(),
                             resumed_from=options.resume.run_id if options.resume else None,
                             step_modules=tuple((step.module, step.output_name) for step in graph.pipeline.steps),
-                            dry_run=options.dry_run))
+                            dry_run=options.dry_run, redact=run.redact))
     for text in config.notices:  # e.g. a config in the original OrchestrAI's format, and how it was read
         bus.emit(Notice(text))
     if not options.dry_run and _on_local_default(graph, config, registry):
@@ -186,18 +190,26 @@ def _preflight(graph: PipelineGraph, config: Config, registry: ModuleRegistry, p
 
 
 def summarize(records: list[StepRecord], duration_s: float, by_model: dict[str, dict[str, Any]] | None = None) -> Totals:
-    """Tokens and cost over all steps; cost_complete is False when some model had no known price."""
+    """Tokens and cost over all steps; cost_complete is False when some model had no known price.
+
+    The cost is None when calls were made and none had a price: unknown, not $0 (free providers
+    are priced at zero, so their runs cost 0.0).
+    """
     input_tokens = output_tokens = cached = resumed = 0
-    cost, complete = 0.0, True
+    cost, complete, priced = 0.0, True, False
     for record in records:  # one pass: this ran after every step of a 10,000-step run
         input_tokens += record.usage.input_tokens
         output_tokens += record.usage.output_tokens
         if record.calls:
-            complete = complete and record.cost_usd is not None
-            cost += record.cost_usd or 0.0
+            if record.cost_usd is None:
+                complete = False
+            else:
+                priced = True
+                cost += record.cost_usd
         cached += record.status == "cached"
         resumed += record.status == "resumed"
-    return Totals(input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=round(cost, 6),
+    return Totals(input_tokens=input_tokens, output_tokens=output_tokens,
+                  cost_usd=round(cost, 6) if priced or complete else None,
                   cost_complete=complete, duration_s=round(duration_s, 3), by_model=dict(by_model or {}),
                   cached_steps=cached, resumed_steps=resumed)
 

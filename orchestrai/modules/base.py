@@ -5,6 +5,8 @@ Lookup order for a step's `module:` name:
    `orchestrai.modules`), then the built-ins. Python wins over a prompt of the same name, so a
    Python module can use a prompt file of its own name.
 2. Chameleon modules: `system_prompts/<name>.md` or `.txt` in the project, then those the package ships.
+What a name hides is kept in `ModuleInfo.shadows` (`orchestrai modules` shows it). A name that
+is not a safe file name (see `orchestrai.names`) resolves to nothing, whatever the folders hold.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
 from ..api import MODULE_ENTRY_POINT_GROUP, Module, ModuleKind, PipelineError, StepContext
+from ..names import MODULE_NAME_HINT, MODULE_NAME_RULE, is_module_name
 from ..plugins import Plugin, entry_points
 
 ENTRY_POINT_GROUP = MODULE_ENTRY_POINT_GROUP
@@ -40,6 +43,7 @@ class ModuleInfo:
     kind: ModuleKind
     source: str  # a file path or "package:attribute"
     load: Callable[[], Module]
+    shadows: tuple[ModuleInfo, ...] = ()  # modules of the same name this one hides, highest first
 
     @property
     def uses_llm(self) -> bool:
@@ -62,7 +66,9 @@ class ModuleRegistry:
         self._loaded: dict[str, Module] = {}
 
     def resolve(self, name: str) -> ModuleInfo | None:
-        """The module called `name`, or None."""
+        """The module called `name`, or None (always None for a name that is not a safe file name)."""
+        if not is_module_name(name):  # library callers skip validation: never let a name walk out of a folder
+            return None
         return self._python_modules.get(name) or self._prompt_module(name)
 
     def require(self, name: str, *, at: str = "", step: str = "") -> ModuleInfo:
@@ -72,11 +78,15 @@ class ModuleRegistry:
         return info
 
     def unknown_message(self, name: str, step: str) -> str:
+        if not is_module_name(name):
+            return f"step {step!r}: {name!r} is not a module name: {MODULE_NAME_RULE}"
         return f"step {step!r}: unknown module {name!r} (neither a Python module nor a prompt file)"
 
     def unknown_hint(self, name: str) -> str:
         import difflib
 
+        if not is_module_name(name):
+            return MODULE_NAME_HINT  # never "create <a path outside system_prompts/>"
         close = difflib.get_close_matches(name, [m.name for m in self.all()], n=1)
         folder = self.project_dirs[0] / "system_prompts" if self.project_dirs else Path("system_prompts")
         return (f"did you mean {close[0]!r}? " if close else "") + f"or create {folder / (name + '.md')}"
@@ -91,6 +101,9 @@ class ModuleRegistry:
         return self._loaded[name]
 
     def prompt_path(self, name: str) -> Path | None:
+        """The first `system_prompts/<name>.md` or `.txt` (project folders first), or None."""
+        if not is_module_name(name):
+            return None
         for folder in self._prompt_dirs:
             for suffix in PROMPT_SUFFIXES:
                 candidate = folder / f"{name}{suffix}"
@@ -99,12 +112,21 @@ class ModuleRegistry:
         return None
 
     def all(self) -> list[ModuleInfo]:
-        """Every module this registry can see, Python first, each name once."""
+        """Every module this registry can see, each name once, as `resolve` finds it (with what it shadows)."""
         seen: dict[str, ModuleInfo] = dict(self._python_modules)
+        prompts: dict[str, list[ModuleInfo]] = {}  # every prompt file by name, in lookup order
         for folder in self._prompt_dirs:
             for path in sorted(folder.glob("*")):
-                if path.suffix in PROMPT_SUFFIXES and path.stem not in seen:
-                    seen[path.stem] = self._prompt_module(path.stem)  # type: ignore[assignment]
+                if path.suffix in PROMPT_SUFFIXES and is_module_name(path.stem) and path.is_file():
+                    prompts.setdefault(path.stem, []).append(_prompt_info(path.stem, path))
+        for name, found in prompts.items():
+            winner = seen.get(name)
+            if winner is None:
+                # A project's unchanged copy of a shipped prompt hides nothing worth a line.
+                hidden = tuple(p for p in found[1:] if not _same_file_content(found[0].source, p.source))
+                seen[name] = replace(found[0], shadows=hidden)
+            elif name not in BUILTINS:  # a built-in's prompt of its own name is its own, not hidden
+                seen[name] = replace(winner, shadows=(*winner.shadows, found[0]))
         return sorted(seen.values(), key=lambda m: (m.kind, m.name))
 
     @cached_property
@@ -114,27 +136,55 @@ class ModuleRegistry:
 
     def _prompt_module(self, name: str) -> ModuleInfo | None:
         path = self.prompt_path(name)
-        if path is None:
-            return None
-        from .chameleon import ChameleonModule
-
-        return ModuleInfo(name, "prompt", str(path), lambda: ChameleonModule(name, path))
+        return None if path is None else _prompt_info(name, path)
 
     @cached_property
     def _python_modules(self) -> dict[str, ModuleInfo]:
+        """Python modules by name, in lookup order: the project's, then plugins, then built-ins; the first wins."""
         found: dict[str, ModuleInfo] = {}
-        for name, target in BUILTINS.items():
-            found[name] = ModuleInfo(name, "builtin", target, _importer(target))
-        if self._use_plugins:
-            for entry in _entry_points():
-                found[entry.name] = ModuleInfo(entry.name, "plugin", entry.value, _as_module_loader(entry.load))
+        for info in (*self._project_modules(), *self._plugin_modules(), *_builtin_modules()):
+            winner = found.get(info.name)
+            if winner is None:
+                found[info.name] = info
+            else:  # hidden: kept only to say so (`orchestrai modules`)
+                found[info.name] = replace(winner, shadows=(*winner.shadows, info))
+        return found
+
+    def _project_modules(self) -> list[ModuleInfo]:
+        found = []
         for folder in self.project_dirs:
             modules_dir = folder / "modules"
             if modules_dir.is_dir():
                 for path in sorted(modules_dir.glob("*.py")):
-                    if not path.name.startswith("_") and path.stem not in found:
-                        found[path.stem] = ModuleInfo(path.stem, "project", str(path), _file_loader(path))
+                    if not path.name.startswith("_") and is_module_name(path.stem):
+                        found.append(ModuleInfo(path.stem, "project", str(path), _file_loader(path)))
         return found
+
+    def _plugin_modules(self) -> list[ModuleInfo]:
+        if not self._use_plugins:
+            return []
+        return [ModuleInfo(entry.name, "plugin", entry.value, _as_module_loader(entry.load))
+                for entry in _entry_points() if is_module_name(entry.name)]
+
+
+def _builtin_modules() -> list[ModuleInfo]:
+    return [ModuleInfo(name, "builtin", target, _importer(target)) for name, target in BUILTINS.items()]
+
+
+def _same_file_content(first: str, second: str) -> bool:
+    try:
+        return Path(first).read_bytes() == Path(second).read_bytes()
+    except OSError:
+        return False
+
+
+def _prompt_info(name: str, path: Path) -> ModuleInfo:
+    def load() -> Module:
+        from .chameleon import ChameleonModule
+
+        return ChameleonModule(name, path)
+
+    return ModuleInfo(name, "prompt", str(path), load)
 
 
 def _unique_dirs(dirs: list[Path]) -> list[Path]:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 import orjson
 
 from ..api import Event, Notice, RunFinished, RunStarted, StepEnded, StepRecord
+from ..api.events import chained
 
 JOURNAL_SUFFIX = ".journal.jsonl"
 _second_text: tuple[int, str] = (0, "1970-01-01T00:00:00")  # the last whole second formatted, and its text
@@ -83,8 +84,10 @@ class MemoryLog:
     def __init__(self, log_dir: Path, *, redact: Callable[[str], str] | None = None) -> None:
         self.log_dir = Path(log_dir)
         # Applied to the serialized text, so no field (inputs a user typed a key into, a server's
-        # error message) can carry a secret into the file.
-        self.redact = redact or (lambda text: text)
+        # error message) can carry a secret into the file. The run's own redactor (RunStarted.redact)
+        # is always applied, after `redact` if one is given: redaction needs no caller's help.
+        self._caller_redact = redact
+        self.redact: Callable[[str], str] = redact or (lambda text: text)
         self.path: Path | None = None
         self._journal: int | None = None  # a file descriptor opened for appending
         self._header: dict[str, Any] = {}
@@ -110,6 +113,7 @@ class MemoryLog:
             self._finish(event)
 
     def _start(self, event: RunStarted) -> None:
+        self.redact = chained(self._caller_redact, event.redact)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(event.started_at))
         self.path = self.log_dir / f"{stamp}-{_slug(event.pipeline)}-{event.run_id}.json"
@@ -218,10 +222,14 @@ def _unfinished(step_id: str, module: str, output_name: str) -> dict[str, Any]:
 
 
 def totals_of(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals of logged steps, as `summarize` computes them (cost None when no call had a price)."""
+    calling = [s for s in steps if s.get("provider")]
+    complete = all(s["cost_usd"] is not None for s in calling)
+    priced = complete or any(s["cost_usd"] is not None for s in calling)
     return {"input_tokens": sum(s["usage"]["input_tokens"] for s in steps),
             "output_tokens": sum(s["usage"]["output_tokens"] for s in steps),
-            "cost_usd": round(sum(s["cost_usd"] or 0.0 for s in steps), 6),
-            "cost_complete": all(s["cost_usd"] is not None for s in steps if s.get("provider")),
+            "cost_usd": round(sum(s["cost_usd"] or 0.0 for s in steps), 6) if priced else None,
+            "cost_complete": complete,
             "duration_s": None,
             "cached_steps": sum(1 for s in steps if s["status"] == "cached"),
             "resumed_steps": sum(1 for s in steps if s["status"] == "resumed")}

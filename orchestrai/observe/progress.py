@@ -15,14 +15,11 @@ from rich.text import Text
 
 from ..api import (CallFinished, Event, Notice, RunFinished, RunStarted, StepEnded, StepRecord,
                              StepRetrying, StepStarted, StepToken)
+from .costs import money, total_cost
 
 STATUS_STYLE = {"completed": "green", "cached": "cyan", "resumed": "cyan", "failed": "red", "skipped": "yellow",
                 "interrupted": "magenta"}
 STATUS_MARK = {"completed": "✔", "cached": "✔", "resumed": "✔", "failed": "✖", "skipped": "↷", "interrupted": "■"}
-
-
-def money(cost: float | None) -> str:
-    return "—" if cost is None else f"${cost:.4f}"
 
 
 class _Tally:
@@ -35,6 +32,7 @@ class _Tally:
         self.running: dict[str, dict[str, Any]] = {}
         self.tokens = 0
         self.cost = 0.0
+        self.priced = self.unpriced = False  # whether some call had a price, and some none
 
     def update(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -45,12 +43,21 @@ class _Tally:
             tokens = event.usage.input_tokens + event.usage.output_tokens
             self.tokens += tokens
             self.cost += event.cost_usd or 0.0
+            if event.cost_usd is None:
+                self.unpriced = True
+            else:
+                self.priced = True
             if event.step_id in self.running:
-                self.running[event.step_id]["tokens"] += tokens
-                self.running[event.step_id]["cost"] += event.cost_usd or 0.0
+                step = self.running[event.step_id]
+                step["tokens"] += tokens
+                step["cost"] = None if event.cost_usd is None or step["cost"] is None else step["cost"] + event.cost_usd
         elif isinstance(event, StepEnded):
             self.running.pop(event.record.id, None)
             self.done += 1
+
+    def cost_text(self) -> str:
+        """The cost so far: unknown (—) only once calls were made and none had a price."""
+        return total_cost(self.cost if self.priced or not self.unpriced else None, not self.unpriced)
 
 
 class LiveProgress:
@@ -93,7 +100,8 @@ class LiveProgress:
     def _render(self) -> Group:
         tally = self.tally
         header = Text.assemble((f"{tally.pipeline} ", "bold"), f"{tally.done}/{tally.total} steps · "
-                               f"{tally.tokens:,} tokens · {money(tally.cost)}")
+                               f"{tally.tokens:,} tokens · "
+                               f"{tally.cost_text()}")
         rows = []
         now = time.monotonic()
         for step_id, info in list(tally.running.items()):
@@ -174,7 +182,7 @@ def summary_table(records: list[StepRecord], totals: Any) -> Table:
         table.add_row(r.id, r.module, Text(r.status, style=STATUS_STYLE.get(r.status, "")),
                       f"{r.duration_s:.2f}s" if r.duration_s is not None else "—",
                       f"{r.usage.input_tokens:,}", f"{r.usage.output_tokens:,}", money(r.cost_usd) if r.calls else "")
-    cost = money(totals.cost_usd) + ("" if totals.cost_complete else " + unpriced")
+    cost = total_cost(totals.cost_usd, totals.cost_complete)
     table.add_section()
     if len(totals.by_model) > 1:
         for model, usage in totals.by_model.items():

@@ -23,9 +23,10 @@ class RunSummary:
     steps_completed: int
     input_tokens: int
     output_tokens: int
-    cost_usd: float
+    cost_usd: float | None  # None: no call had a price
     cached: int = 0
     resumed: int = 0
+    cost_complete: bool = True  # False: some call had no price
 
 
 def list_runs(log_dir: Path) -> list[RunSummary]:
@@ -49,9 +50,10 @@ def summarize_run(path: Path, log: dict[str, Any]) -> RunSummary:
     return RunSummary(path, log["run_id"], log.get("pipeline", "?"), status, log.get("started_at") or "",
                       len(steps), sum(1 for s in steps if s.get("status") in SUCCESS_STATUSES),
                       int(totals.get("input_tokens") or 0), int(totals.get("output_tokens") or 0),
-                      float(totals.get("cost_usd") or 0.0),
+                      None if totals.get("cost_usd") is None else float(totals["cost_usd"]),
                       sum(1 for s in steps if s.get("status") == "cached"),
-                      sum(1 for s in steps if s.get("status") == "resumed"))
+                      sum(1 for s in steps if s.get("status") == "resumed"),
+                      bool(totals.get("cost_complete", True)))
 
 
 def find_run(log_dir: Path, ref: str) -> tuple[Path, dict[str, Any]]:

@@ -10,8 +10,9 @@ Why it is written this way:
   (run = parent, one child per step) and log `WBTraceTree(root)` with `run.log` ourselves.
 - Steps are only collected while the run goes; everything is logged once on RunFinished. A run has
   few steps, and one history row holding the trace and the table keeps the wandb run simple.
-- Every string goes through `redact` (if given) and values under credential-like keys are masked,
-  although the config arrives already redacted. Console capture is off: it could not be redacted.
+- Every string goes through the run's own redactor (RunStarted.redact), after `redact` if one is
+  given, and values under credential-like keys are masked, although the config arrives already
+  redacted. Console capture is off: it could not be redacted.
 - A wandb failure must not break the run: the EventBus reports hook exceptions, and `finish()` is
   attempted even when logging fails.
 """
@@ -22,6 +23,7 @@ import re
 from typing import Any, Callable
 
 from ..api import Event, RunFinished, RunStarted, StepEnded, StepRecord
+from ..api.events import chained
 from ..errors import MissingExtraError
 
 STEP_COLUMNS = ["id", "module", "status", "provider", "model", "input_tokens", "output_tokens", "cost_usd",
@@ -46,7 +48,8 @@ class WandbHook:
             raise MissingExtraError("wandb is not installed", hint='pip install "orchestrai[wandb]"') from exc
         self._wandb = wandb
         self.project, self.entity, self.mode = project, entity, mode
-        self._redact = redact
+        self._caller_redact = redact
+        self._redact: Callable[[str], str] | None = redact
         self.run: Any = None
         self._started: RunStarted | None = None
         self._steps: dict[str, StepRecord] = {}
@@ -61,6 +64,7 @@ class WandbHook:
 
     def _start(self, event: RunStarted) -> None:
         self._started, self._steps = event, {}
+        self._redact = chained(self._caller_redact, event.redact)
         config = {"pipeline": event.pipeline, "run_id": event.run_id, "orchestrai_config": event.config}
         self.run = self._wandb.init(project=self.project, entity=self.entity, mode=self.mode,
                                     name=self._clean(f"{event.pipeline}-{event.run_id}"), config=self._clean(config),

@@ -10,9 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Location
 from ..modelconfig import ModelConfig
+from ..names import MODULE_NAME_PATTERN, NAME_PATTERN
 from ..policies import RetryOverride, new_dict, new_list
-
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 
 
 class FallbackModel(BaseModel):
@@ -29,7 +28,8 @@ class StepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True, defer_build=True)
 
-    module: str = Field(description="A Python module (orchestrai modules) or a prompt file name in system_prompts/.")
+    module: str = Field(pattern=MODULE_NAME_PATTERN,
+                        description="A Python module (orchestrai modules) or a prompt file name in system_prompts/.")
     inputs: list[str] = Field(default_factory=new_list, description="output_names of earlier steps this step needs.")
     output_name: str = Field(pattern=NAME_PATTERN, description="The name later steps use for this step's output.")
     id: str | None = Field(None, pattern=NAME_PATTERN, description="A unique step id (default: output_name).")
