@@ -45,10 +45,10 @@ def check_limits(text: str, shown: str, loader_class: Any) -> Problem | None:
                     sizes[event.anchor] = (1, 0)
                 continue
             if isinstance(event, yaml.AliasEvent):
-                count, levels = sizes.get(event.anchor, (1, 0))  # an unknown anchor: the reader reports it
+                count, levels = sizes.get(event.anchor or "", (1, 0))  # an unknown anchor: the reader reports it
                 values, added, level = values + count, added + count, len(stack) + levels
                 if added > MAX_ALIAS_VALUES:
-                    return Problem(shown, event.start_mark.line + 1, f"alias *{event.anchor} makes the aliases "
+                    return Problem(shown, event.start_mark.line + 1 if event.start_mark else None, f"alias *{event.anchor} makes the aliases "
                                    f"expand to more than {MAX_ALIAS_VALUES:,} values (an alias bomb?)", _ALIAS_HINT)
                 if stack:
                     stack[-1][3] = max(stack[-1][3], level)

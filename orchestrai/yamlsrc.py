@@ -156,7 +156,8 @@ class _EventReader:
         if not event.implicit[0]:  # quoted or a block literal: always a string
             return event.value
         if event.value not in self._plain:
-            tag = _resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+            # PyYAML's stubs leave Resolver.resolve unannotated; it returns the tag, a str.
+            tag: str = _resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
             if tag == _MERGE_TAG:
                 raise _Unusual  # `<<`: merge keys are resolved on the node tree
             self._plain[event.value] = _scalar(yaml.ScalarNode(tag, event.value))
@@ -199,13 +200,13 @@ def _convert(node: yaml.Node, loc: Loc, doc: YamlDoc, problems: list[Problem], e
             key = _scalar(key_node)
             if key in out:
                 problems.append(Problem(doc.path, key_node.start_mark.line + 1, f"duplicate key {key!r}", "remove one of them"))
-            doc.lines[(*loc, key)] = key_node.start_mark.line + 1
+            doc.lines[loc + (key,)] = key_node.start_mark.line + 1
             out[key] = _convert(value_node, (*loc, key), doc, problems, expand_env)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for index, item in enumerate(node.value):
-            doc.lines[(*loc, index)] = item.start_mark.line + 1
+            doc.lines[loc + (index,)] = item.start_mark.line + 1
             items.append(_convert(item, (*loc, index), doc, problems, expand_env))
         return items
     value = _scalar(node)

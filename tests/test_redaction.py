@@ -13,9 +13,9 @@ import pytest
 
 from conftest import write
 from orchestrai import MemoryLog, Project, RunOptions, run_pipeline
-from orchestrai.engine.events import Event, RunFinished, StepEnded
+from orchestrai.api import Event, RunFinished, StepEnded
 from orchestrai.errors import ProviderError
-from orchestrai.providers.base import Completion, Message, Usage
+from orchestrai.api import Completion, Message, Usage
 
 CONFIG_KEY = "sk-ant-from-config-0123456789"  # providers.anthropic.api_key: ${TEST_ANTHROPIC_KEY}
 ENV_KEY = "sk-openai-from-environment-0123456789"  # only in OPENAI_API_KEY

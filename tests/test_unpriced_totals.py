@@ -108,9 +108,9 @@ def test_free_providers_cost_an_honest_zero(project: Path, priced_config: Path) 
 
 
 def test_the_live_header_says_unknown_until_a_call_is_priced() -> None:
-    from orchestrai.engine.events import CallFinished
+    from orchestrai.api import CallFinished
     from orchestrai.observe.progress import _Tally
-    from orchestrai.providers.base import Usage
+    from orchestrai.api import Usage
 
     tally = _Tally()
     assert tally.cost_text() == "$0.0000"  # nothing called yet: nothing spent

@@ -189,7 +189,8 @@ def read_log(path: Path) -> dict[str, Any]:
     """A run's log; a journal left behind by a killed run is rebuilt with status 'interrupted'."""
     if path.name.endswith(JOURNAL_SUFFIX):
         return _rebuild_from_journal(path)
-    return json.loads(path.read_text(encoding="utf-8"))
+    log: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return log
 
 
 def _rebuild_from_journal(path: Path) -> dict[str, Any]:

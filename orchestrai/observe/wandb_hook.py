@@ -20,13 +20,15 @@ Why it is written this way:
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from ..api import Event, RunFinished, RunStarted, StepEnded, StepRecord
 from ..api.events import chained
+
+WandbMode = Literal["online", "offline", "disabled"]
 from ..errors import MissingExtraError
 
-STEP_COLUMNS = ["id", "module", "status", "provider", "model", "input_tokens", "output_tokens", "cost_usd",
+STEP_COLUMNS: list[str | int] = ["id", "module", "status", "provider", "model", "input_tokens", "output_tokens", "cost_usd",
                 "duration_s", "error"]
 _SECRET_KEY = re.compile(r"api[_-]?key|secret|password|authorization|bearer", re.IGNORECASE)
 
@@ -40,7 +42,7 @@ class WandbHook:
 
     events = frozenset({RunStarted, StepEnded, RunFinished})
 
-    def __init__(self, project: str, entity: str | None = None, mode: str | None = None,
+    def __init__(self, project: str, entity: str | None = None, mode: WandbMode | None = None,
                  redact: Callable[[str], str] | None = None) -> None:
         try:
             import wandb
