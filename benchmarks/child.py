@@ -188,9 +188,10 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
         import openai  # noqa: F401 - imported before the clock starts, for every engine alike
         # (with aiohttp installed, `import openai` also imports aiohttp: its adapter is imported eagerly)
     if engine.startswith("orchestrai"):
+        from orchestrai_dag import write_project
+
         from orchestrai import MemoryLog, Project, RunOptions, run_pipeline
         from orchestrai.engine import runner  # noqa: F401 - the engine itself, not just the lazy names
-        from orchestrai_dag import write_project
 
         result["import_s"] = time.perf_counter() - imports_started
         setup_started = time.perf_counter()

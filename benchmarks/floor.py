@@ -7,7 +7,7 @@ wake-up per node, which no engine built on asyncio can go below.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from workloads import Node
 

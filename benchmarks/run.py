@@ -128,8 +128,8 @@ def summarize(results: dict[str, dict[str, list]],
 def workload_table(workload: str, by_engine: dict[str, list], summary: dict[str, dict[str, Any]]) -> str:
     """One row per engine: medians (min–max) of the timed runs; memory per step from the traced run."""
     floor = summary.get("floor", {}).get("overhead_us")
-    lines = [f"| engine | wall s | ideal s | overhead µs/step | × floor | peak RSS MB | memory KB/step | "
-             f"load+validate s | outputs |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| engine | wall s | ideal s | overhead µs/step | × floor | peak RSS MB | memory KB/step | "
+             "load+validate s | outputs |", "|---|---|---|---|---|---|---|---|---|"]
     spec = build(workload, quick=any(r.get("quick") for rs in by_engine.values() for r in rs))
     for engine in ALL_ENGINES:
         runs = by_engine.get(engine)

@@ -14,6 +14,7 @@ from .errors import ConfigError, ValidationFailed
 from .legacy_config import Translation, translate
 from .yamlsrc import load_yaml
 
+
 @dataclass
 class Migration:
     """What `orchestrai config migrate` found: the config file, and its text in our format (None: already ours)."""

@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from fake_llm_server import FakeLLMServer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from orchestrai.errors import ProviderError
 from orchestrai.api import Completion, Message, Usage
+from orchestrai.errors import ProviderError
 
 
 @dataclass

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import REPO, write
 from fake_llm_server import FakeLLMServer
 

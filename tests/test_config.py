@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, write
 from helpers import run_library
+
 from orchestrai.config import load_config
 
 

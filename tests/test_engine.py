@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import write
 from helpers import run_library
+from scripted import ScriptedProvider, rate_limited
+
 from orchestrai.engine.runner import RunOptions, run_pipeline
 from orchestrai.errors import InputError, ProviderError
 from orchestrai.observe.memory_log import MemoryLog
 from orchestrai.project import Project
-from scripted import ScriptedProvider, rate_limited
 
 DIAMOND = """
     pipeline:

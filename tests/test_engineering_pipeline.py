@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import write
 from fake_llm_server import FakeLLMServer
 from helpers import run_library

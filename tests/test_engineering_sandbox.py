@@ -19,15 +19,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import write
 from helpers import run_library
+from scripted import ScriptedProvider
+
 from orchestrai.modules.engineering.parser import AnswerFile, parse_answer
 from orchestrai.modules.engineering.sandbox import Limits, child_environment, run_sandboxed
 from orchestrai.modules.engineering.venv import WorkspaceVenv, pip_reason
 from orchestrai.modules.engineering.workspace import prepare_workspace
 from orchestrai.modules.engineering.writer import ConfinedWriter, WriteLimits
-from scripted import ScriptedProvider
 
 WHEEL_NAME = "orchestrai_demo_pkg"
 MISSING_PACKAGE = "no-such-package-orchestrai-test==9.9"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import write
 from helpers import run_library
+from scripted import ScriptedProvider
+
 from orchestrai.modules.engineering.view import build_view, estimate_tokens, list_files
 from orchestrai.modules.engineering.workspace import plan_facts
-from scripted import ScriptedProvider
 
 
 def big_module(functions: int) -> str:

@@ -10,7 +10,6 @@ import time
 import anthropic
 import openai
 import pytest
-
 from fake_llm_server import FakeLLMServer, RecordedRequest
 
 OPENAI_MODEL = "gpt-fake-1"

@@ -20,12 +20,12 @@ import types
 from pathlib import Path
 
 import pytest
-
 from fake_llm_server import FakeLLMServer
+
+from orchestrai.api import Message
 from orchestrai.errors import ProviderError
 from orchestrai.providers import sdk_client
 from orchestrai.providers.anthropic_api import AnthropicProvider
-from orchestrai.api import Message
 from orchestrai.providers.openai_api import OpenAIProvider
 from orchestrai.providers.sdk_client import make_http_client, max_connections, wanted_transport
 
@@ -318,6 +318,7 @@ def test_a_run_goes_through_aiohttp_and_closes_its_sessions(project: Path, serve
     """A pipeline with parallel steps on both SDKs: every call over aiohttp, every session closed at the end."""
     from conftest import write
     from helpers import run_library
+
     from orchestrai.providers.sdk_client import SDKProvider
 
     created: list = []

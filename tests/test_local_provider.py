@@ -19,16 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import write
 from helpers import run_library
-from orchestrai.api import StepToken
+from scripted import ScriptedProvider
+
+from orchestrai.api import Completion, Message, StepToken, Usage
 from orchestrai.errors import MissingExtraError, OrchestraiError, PipelineError
 from orchestrai.modelconfig import LOCAL_DEFAULT_NOTICE, OPT_OUT_ENV, local_model_is_default
 from orchestrai.project import Project
 from orchestrai.providers import local
-from orchestrai.api import Completion, Message, Usage
-from scripted import ScriptedProvider
 
 TIMEOUT_S = 240  # a subprocess that hangs fails the test instead of the whole CI job
 

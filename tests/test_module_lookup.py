@@ -7,16 +7,16 @@ import os
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
 from conftest import write
 from helpers import run_library
+from rich.console import Console
+from test_cli import cli
+from test_startup_imports import fake_distribution
+
 from orchestrai.cli.render import modules_table
 from orchestrai.engine.runner import start_inputs_needed
 from orchestrai.modules.base import ENTRY_POINT_GROUP, ModuleRegistry
 from orchestrai.project import Project
-from test_cli import cli
-from test_startup_imports import fake_distribution
 
 MINE = """
     async def run(ctx, inputs):

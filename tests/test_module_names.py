@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import write
+from test_cli import assert_no_traceback, cli
+
 from orchestrai.errors import PipelineError
 from orchestrai.modules.base import ModuleRegistry
 from orchestrai.names import is_module_name
 from orchestrai.project import Project
-from test_cli import assert_no_traceback, cli
 
 BAD_NAMES = ["../../etc/passwd", "../secret", "sub/prompt", "/etc/passwd", ".hidden", "a..b", "..", "trailing.",
              "back\\slash", "new\nline", "", "spa ce"]
@@ -93,6 +93,7 @@ def test_the_unknown_module_hint_offers_a_file_only_for_a_valid_name(project: Pa
 
 def test_a_run_id_that_is_a_path_is_refused_before_anything_runs(project: Path) -> None:
     from helpers import run_library
+
     from orchestrai.errors import InputError
 
     write(project / "p.yml", "pipeline:\n  - {module: start_module, output_name: request}\n")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import write
 from helpers import run_library
+from scripted import ScriptedProvider
+
 from orchestrai.errors import PromptError
 from orchestrai.modules.base import ModuleRegistry, shipped_prompt_dir
 from orchestrai.modules.chameleon import ChameleonModule, user_message
-from scripted import ScriptedProvider
 
 
 def test_user_message_lists_inputs_then_supplement() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from conftest import write
 from fake_llm_server import FakeLLMServer
 from helpers import run_library
+
 from orchestrai.config import load_config
 from orchestrai.errors import ValidationFailed
 

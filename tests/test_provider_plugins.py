@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import write
+
 from orchestrai.api import PROVIDER_ENTRY_POINT_GROUP
 from orchestrai.providers import registry
 

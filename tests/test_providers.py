@@ -10,11 +10,11 @@ import asyncio
 import os
 
 import pytest
-
 from fake_llm_server import FakeLLMServer
+
+from orchestrai.api import Message
 from orchestrai.errors import ProviderError
 from orchestrai.providers.anthropic_api import AnthropicProvider
-from orchestrai.api import Message
 from orchestrai.providers.echo import EchoProvider
 from orchestrai.providers.openai_api import OpenAIProvider
 from orchestrai.providers.pricing import PriceTable

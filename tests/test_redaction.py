@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import write
+
 from orchestrai import MemoryLog, Project, RunOptions, run_pipeline
-from orchestrai.api import Event, RunFinished, StepEnded
+from orchestrai.api import Completion, Event, Message, RunFinished, StepEnded, Usage
 from orchestrai.errors import ProviderError
-from orchestrai.api import Completion, Message, Usage
 
 CONFIG_KEY = "sk-ant-from-config-0123456789"  # providers.anthropic.api_key: ${TEST_ANTHROPIC_KEY}
 ENV_KEY = "sk-openai-from-environment-0123456789"  # only in OPENAI_API_KEY

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import write
 from fake_llm_server import FakeLLMServer
 from helpers import run_library
+
 from orchestrai.project import Project
 
 CHAIN = """

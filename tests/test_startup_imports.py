@@ -12,13 +12,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, write
+
+from orchestrai.api import PROVIDER_ENTRY_POINT_GROUP
 from orchestrai.cli import app as cli_app
 from orchestrai.cli.app import quick_validate, quick_validate_request
 from orchestrai.config import ConfigFile, load_config
 from orchestrai.modules.base import ENTRY_POINT_GROUP, ModuleRegistry, _entry_points
-from orchestrai.api import PROVIDER_ENTRY_POINT_GROUP
 from orchestrai.plugins import declared_entry_point_groups
 from orchestrai.plugins import entry_points as plugin_entry_points
 

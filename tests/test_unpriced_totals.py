@@ -8,17 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
-
 from conftest import write
 from helpers import run_library
+from rich.console import Console
+from scripted import ScriptedProvider
+
 from orchestrai.cli.render import print_run, runs_table
 from orchestrai.cli.runcmd import json_summary
 from orchestrai.engine.runner import RunResult
 from orchestrai.observe.memory_log import read_log, totals_of
 from orchestrai.observe.progress import summary_table
 from orchestrai.observe.runs import list_runs
-from scripted import ScriptedProvider
 
 PIPELINE = """
     name: costs
@@ -108,9 +108,8 @@ def test_free_providers_cost_an_honest_zero(project: Path, priced_config: Path) 
 
 
 def test_the_live_header_says_unknown_until_a_call_is_priced() -> None:
-    from orchestrai.api import CallFinished
+    from orchestrai.api import CallFinished, Usage
     from orchestrai.observe.progress import _Tally
-    from orchestrai.api import Usage
 
     tally = _Tally()
     assert tally.cost_text() == "$0.0000"  # nothing called yet: nothing spent

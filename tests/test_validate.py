@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import write
 from typer.testing import CliRunner
 
-from conftest import write
 from orchestrai.cli.app import app
 from orchestrai.errors import ValidationFailed
 from orchestrai.project import Project

@@ -8,17 +8,18 @@ LevelDB-style chunks (crc32 u32, length u16, type u8) holding serialized `Record
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from orchestrai.errors import MissingExtraError
+
 
 def _run_translation(hooks: list[Any]) -> Any:
     from helpers import run_library

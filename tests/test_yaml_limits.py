@@ -7,10 +7,11 @@ import textwrap
 from pathlib import Path
 
 from conftest import write
+from test_cli import assert_no_traceback, cli
+
 from orchestrai.project import Project
 from orchestrai.yamllimits import MAX_ALIAS_VALUES, MAX_DEPTH
 from orchestrai.yamlsrc import parse_yaml
-from test_cli import assert_no_traceback, cli
 
 # "Billion laughs": 9 strings, then 8 levels of 9 aliases each of the level before (9**9 strings).
 LEVELS = "abcdefghi"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 # A step's state. The success statuses: it ran (completed), every call came from the call cache
 # (cached), or its output was reused from an earlier run (resumed).

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 
@@ -45,22 +46,22 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 @app.command()
 @user_errors
 def run(
-    pipeline: Optional[Path] = typer.Argument(None, help="Pipeline file (default: pipeline from config)."),
-    config: Optional[Path] = ConfigOption,
+    pipeline: Path | None = typer.Argument(None, help="Pipeline file (default: pipeline from config)."),
+    config: Path | None = ConfigOption,
     inputs: list[str] = typer.Option([], "--input", "-i", help="A run input NAME=VALUE, e.g. request=\"...\"."),
     input_files: list[str] = typer.Option([], "--input-file", help="A run input read from a file: NAME=PATH."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Run on the echo provider and print what would be sent."),
     stream: bool = typer.Option(False, "--stream", help="Stream the tokens of running steps to the terminal."),
-    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Steps running at once."),
-    log_dir: Optional[Path] = LogDirOption,
+    max_concurrency: int | None = typer.Option(None, "--max-concurrency", min=1, help="Steps running at once."),
+    log_dir: Path | None = LogDirOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; print only the result."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     use_wandb: bool = typer.Option(False, "--wandb", help="Send a trace of the run to Weights & Biases."),
-    workspace: Optional[Path] = typer.Option(None, "--workspace", help="Where generated code goes (default: generated_code/<run id>)."),
+    workspace: Path | None = typer.Option(None, "--workspace", help="Where generated code goes (default: generated_code/<run id>)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Allow running generated code without asking."),
     no_exec: bool = typer.Option(False, "--no-exec", help="Never execute generated code (the debugger only reviews)."),
-    budget: Optional[float] = typer.Option(None, "--budget", min=0.000001, help="Stop before spending more than this many USD."),
-    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN", help="Reuse matching steps of an earlier run (id or log path)."),
+    budget: float | None = typer.Option(None, "--budget", min=0.000001, help="Stop before spending more than this many USD."),
+    resume: str | None = typer.Option(None, "--resume", metavar="RUN", help="Reuse matching steps of an earlier run (id or log path)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer calls from the call cache."),
 ) -> None:
     """Run a pipeline."""
@@ -77,7 +78,7 @@ def run(
 @user_errors
 def validate(
     pipelines: list[Path] = typer.Argument(..., help="Pipeline files to check."),
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list each step's module, provider and model."),
 ) -> None:
     """Check pipelines (and the config) without running anything; report every problem."""
@@ -96,7 +97,7 @@ def schema() -> None:
 
 @app.command()
 @user_errors
-def modules(config: Optional[Path] = ConfigOption) -> None:
+def modules(config: Path | None = ConfigOption) -> None:
     """List every module a pipeline can use, its kind and where it comes from."""
     from ..project import Project
     from .render import modules_table, stdout_console
@@ -106,7 +107,7 @@ def modules(config: Optional[Path] = ConfigOption) -> None:
 
 @logs_app.callback()
 @user_errors
-def logs(ctx: typer.Context, config: Optional[Path] = ConfigOption, log_dir: Optional[Path] = LogDirOption) -> None:
+def logs(ctx: typer.Context, config: Path | None = ConfigOption, log_dir: Path | None = LogDirOption) -> None:
     """List past runs: time, pipeline, status, steps, tokens, cost."""
     if ctx.invoked_subcommand is not None:
         return
@@ -119,7 +120,7 @@ def logs(ctx: typer.Context, config: Optional[Path] = ConfigOption, log_dir: Opt
 @logs_app.command("show")
 @user_errors
 def logs_show(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id (or its start) or a log file path."),
-              config: Optional[Path] = ConfigOption, log_dir: Optional[Path] = LogDirOption,
+              config: Path | None = ConfigOption, log_dir: Path | None = LogDirOption,
               as_json: bool = typer.Option(False, "--json", help="Print the whole log as JSON.")) -> None:
     """Show one run: its steps, their status, tokens, cost and outputs."""
     from ..observe.runs import dump, find_run
@@ -138,10 +139,10 @@ app.add_typer(cache_app, name="cache")
 
 @cache_app.command("stats")
 @user_errors
-def cache_stats(config: Optional[Path] = ConfigOption) -> None:
+def cache_stats(config: Path | None = ConfigOption) -> None:
     """Where the cache is, how many calls it holds and its size."""
-    from ..engine.cache import CallCache
     from ..config import load_config
+    from ..engine.cache import CallCache
     from .render import print_cache_stats, stdout_console
 
     cache = CallCache(load_config(config).cache_dir)
@@ -151,10 +152,10 @@ def cache_stats(config: Optional[Path] = ConfigOption) -> None:
 
 @cache_app.command("clear")
 @user_errors
-def cache_clear(config: Optional[Path] = ConfigOption) -> None:
+def cache_clear(config: Path | None = ConfigOption) -> None:
     """Delete every cached call."""
-    from ..engine.cache import CallCache
     from ..config import load_config
+    from ..engine.cache import CallCache
 
     cache = CallCache(load_config(config).cache_dir)
     removed = cache.clear()
@@ -171,7 +172,7 @@ app.add_typer(config_app, name="config")
 @config_app.command("migrate")
 @user_errors
 def config_migrate(
-    path: Optional[Path] = typer.Argument(None, help="Config file (default: the one `run` would read, ./config.yml)."),
+    path: Path | None = typer.Argument(None, help="Config file (default: the one `run` would read, ./config.yml)."),
     write: bool = typer.Option(False, "--write", help="Rewrite the file in place, keeping a backup (PATH.bak)."),
 ) -> None:
     """Print a config in the original OrchestrAI's format in this one's (or rewrite it with --write)."""
@@ -187,7 +188,7 @@ def config_migrate(
         typer.echo(f"converted {migration.path} (the original is in {backup})", err=True)
 
 
-def _log_dir(config: Optional[Path], log_dir: Optional[Path]) -> Path:
+def _log_dir(config: Path | None, log_dir: Path | None) -> Path:
     if log_dir is not None:
         return log_dir
     from ..config import load_config

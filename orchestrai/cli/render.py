@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -51,7 +49,6 @@ def print_problems(problems: list[Problem]) -> None:
 
 def modules_table(modules: list[Any]) -> Table:
     from rich.table import Table  # only the commands that print a table pay for importing it
-
     from rich.text import Text
 
     table = Table("module", "kind", "source", show_edge=False)

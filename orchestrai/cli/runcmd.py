@@ -6,10 +6,11 @@ import asyncio
 import json
 import select
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -19,12 +20,12 @@ from ..api import Hook
 from ..engine.options import RunOptions
 from ..engine.resume import ResumeSource
 from ..engine.runner import RunResult, resumed_inputs, run_pipeline, start_inputs_needed
-from ..observe.runs import find_run
 from ..observe.memory_log import MemoryLog
 from ..observe.progress import LiveProgress, PlainProgress, summary_table
+from ..observe.runs import find_run
 from ..project import Project
-from .run_inputs import parse_inputs, read_piped_stdin
 from .render import stderr_console
+from .run_inputs import parse_inputs, read_piped_stdin
 
 # partial: only steps marked `critical: false` failed, so the run did its job.
 EXIT_CODES = {"completed": 0, "partial": 0, "failed": 1, "budget_exceeded": 3, "interrupted": 130}

@@ -6,8 +6,9 @@ Free of typer: the typer command and the quick path in `app.main` both call `val
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..pipeline.graph import PipelineGraph

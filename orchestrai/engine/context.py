@@ -36,8 +36,8 @@ from .budget import UNSET_MAX_TOKENS_ESTIMATE, Budget, BudgetExceeded, estimate_
 from .cache import CallCache, cache_key
 from .events import EventBus
 from .options import RunOptions
-from .redact import Redactor, provider_keys
 from .ratelimit import RateLimits, SlidingWindowLimiter
+from .redact import Redactor, provider_keys
 
 
 @dataclass

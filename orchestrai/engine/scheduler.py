@@ -12,9 +12,9 @@ import asyncio
 import heapq
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 from ..api import FingerprintsSteps, Module, RunStatus, StepEnded, StepRecord, StepStarted
 from ..errors import OrchestraiError

@@ -15,10 +15,11 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..api import MODULE_ENTRY_POINT_GROUP, Module, ModuleKind, PipelineError, StepContext
 from ..names import MODULE_NAME_HINT, MODULE_NAME_RULE, is_module_name

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -13,8 +14,18 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from ..api import (CallFinished, Event, Notice, RunFinished, RunStarted, StepEnded, StepRecord,
-                             StepRetrying, StepStarted, StepToken)
+from ..api import (
+    CallFinished,
+    Event,
+    Notice,
+    RunFinished,
+    RunStarted,
+    StepEnded,
+    StepRecord,
+    StepRetrying,
+    StepStarted,
+    StepToken,
+)
 from .costs import money, total_cost
 
 STATUS_STYLE = {"completed": "green", "cached": "cyan", "resumed": "cyan", "failed": "red", "skipped": "yellow",

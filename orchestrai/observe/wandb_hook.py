@@ -20,7 +20,8 @@ Why it is written this way:
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from ..api import Event, RunFinished, RunStarted, StepEnded, StepRecord
 from ..api.events import chained

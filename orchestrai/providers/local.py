@@ -15,13 +15,13 @@ import importlib.util
 import random
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Any
 
-from ..errors import MissingExtraError, PipelineError, ProviderError
 from ..api import Completion, Message, Provider, ProviderSettings, ProviderType, TokenCallback, Usage
+from ..errors import MissingExtraError, PipelineError, ProviderError
 from .base import OUR_KEYS
 
 INSTALL_COMMAND = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" python -m pip install "orchestrai[local]"'

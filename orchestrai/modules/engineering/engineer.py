@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...api import ModuleError
-from ...api import Message
+from ...api import Message, ModuleError
 from ..chameleon import user_message
 from .parser import ParsedAnswer, parse_answer
 from .prompting import answer_feedback, first_problem, system_prompt
 from .settings import options_of
-from .workspace import (DEFAULT_ENTRY_POINT, Codebase, checked_entry_point, plan_facts, prepare_workspace,
-                        resolve_workspace)
+from .workspace import (
+    DEFAULT_ENTRY_POINT,
+    Codebase,
+    checked_entry_point,
+    plan_facts,
+    prepare_workspace,
+    resolve_workspace,
+)
 from .writer import ConfinedWriter, WriteReport
 
 if TYPE_CHECKING:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ...api import ModuleError
 from ...modelconfig import infer_provider
@@ -27,8 +28,7 @@ from .workspace import Codebase, ensure_consent
 from .writer import ConfinedWriter, WriteReport
 
 if TYPE_CHECKING:
-    from ...api import StepContext
-    from ...api import Completion
+    from ...api import Completion, StepContext
 
 TAIL_CHARS = 2000
 

@@ -6,8 +6,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...api import ModuleError
-from ...api import Message
+from ...api import Message, ModuleError
 from ..chameleon import ChameleonModule
 from .parser import ParsedAnswer
 from .view import fenced
