@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,6 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 PROMPT_TOKENS = 400
 GENERATED_TOKENS = 128
 README_REQUEST = "Good morning, how are you?"
+# The README's set-up command's CMAKE_ARGS (its $PWD is the checkout's root).
+README_CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF "
+                     f"-DCMAKE_PROJECT_llama.cpp_INCLUDE={REPO / 'tools' / 'llama_cpp_lean.cmake'}")
 
 
 def load(n_threads: int, n_threads_batch: int):  # noqa: ANN201 - a llama_cpp.Llama
@@ -100,16 +104,20 @@ def readme_run_s(repeats: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
-def install_s() -> float:
-    """The README's install command in a fresh venv with an empty pip cache: llama.cpp compiles from source."""
+def install_s() -> tuple[float, float]:
+    """Wall and CPU seconds of the README's install command in a fresh venv with an empty pip cache:
+    llama.cpp compiles from source."""
     with tempfile.TemporaryDirectory() as folder:
         venv = Path(folder) / "venv"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        env = {**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=OFF", "PIP_CACHE_DIR": str(Path(folder) / "pip-cache")}
+        env = {**os.environ, "CMAKE_ARGS": README_CMAKE_ARGS, "PIP_CACHE_DIR": str(Path(folder) / "pip-cache")}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-e", ".[local]"],
                        cwd=REPO, env=env, check=True)
-        return time.perf_counter() - started
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def main() -> None:
@@ -130,7 +138,8 @@ def main() -> None:
         median, times = readme_run_s(min(args.repeats, 3))
         print(f"README run command: median {median:.1f} s ({', '.join(f'{t:.1f}' for t in times)})")
     if args.install:
-        print(f"README install command (fresh venv, empty pip cache): {install_s() / 60:.1f} min")
+        wall, cpu = install_s()
+        print(f"README install command (fresh venv, empty pip cache): {wall / 60:.1f} min, {cpu:.0f} CPU-s")
 
 
 if __name__ == "__main__":
