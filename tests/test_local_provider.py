@@ -374,7 +374,8 @@ def test_missing_llama_cpp_names_the_pip_command(project: Path, local_default: N
     error = caught.value
     assert error.exit_code == 2
     assert "llama-cpp-python" in error.message
-    assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF" python -m pip install "orchestrai[local]"' in str(error.hint)
+    assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" python -m pip install "orchestrai[local]"' \
+        in str(error.hint)
     assert not (project / "logs").exists() or not list((project / "logs").glob("*.json")), "nothing ran"
 
 
