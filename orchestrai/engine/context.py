@@ -11,8 +11,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .. import api
 from ..api import (
     CallFinished,
     Completion,
@@ -293,3 +294,7 @@ def backoff(policy: RetryConfig, attempt: int, retry_after_s: float | None) -> f
     ceiling = min(policy.max_delay_s, policy.base_delay_s * 2 ** (attempt - 1))
     wait = ceiling - random.uniform(0, ceiling * policy.jitter)
     return float(max(wait, min(retry_after_s, policy.max_delay_s))) if retry_after_s is not None else float(wait)
+
+
+if TYPE_CHECKING:  # mypy checks that the engine's StepContext is what orchestrai.api promises modules
+    _IMPLEMENTS: type[api.StepContext] = StepContext
