@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from . import legacy_config as legacy
 from .errors import ConfigError, Problem, ValidationFailed
 from .modelconfig import ModelConfig, local_model_is_default
 from .policies import ProviderRateLimits, RetryConfig, new_dict
@@ -245,6 +244,8 @@ def parse_config(path: Path) -> tuple[Config | None, list[Problem]]:
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         return None, [doc.problem((), "the config must be a mapping of keys (providers:, default_model_config:, ...)")]
+    from . import legacy_config as legacy  # imported only when a config file is read
+
     if legacy.has_legacy_keys(data):
         return _parse_legacy(doc, path)
     try:
@@ -288,6 +289,8 @@ def _rate_limit_problems(config: Config, doc: YamlDoc) -> list[Problem]:
 
 def _parse_legacy(doc: YamlDoc, path: Path) -> tuple[Config | None, list[Problem]]:
     """`parse_config` for a file holding the original's keys: read it as ours, or report a mixture."""
+    from . import legacy_config as legacy
+
     data: dict[Any, Any] = doc.data
     if not legacy.is_legacy(data, ConfigFile.model_fields):
         return None, _mixture_problems(doc, data)
@@ -305,6 +308,8 @@ def _parse_legacy(doc: YamlDoc, path: Path) -> tuple[Config | None, list[Problem
 
 def _mixture_problems(doc: YamlDoc, data: dict[Any, Any]) -> list[Problem]:
     """Every legacy key of a file that also uses ours (at its line, naming our key), then the other problems."""
+    from . import legacy_config as legacy
+
     ours = ", ".join(str(key) for key in data if key in ConfigFile.model_fields and key not in legacy.SHARED)
     problems = []
     for key in data:

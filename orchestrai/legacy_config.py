@@ -12,7 +12,6 @@ we give each run its own `<workspace_dir>/<run id>` (so one run never overwrites
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +107,8 @@ def _ignored(name: str) -> str:
     reason = NO_COUNTERPART.get(name)
     if reason is not None:
         return f"{name} ({reason})" if reason else name
+    import difflib  # only for a key nobody knows
+
     close = difflib.get_close_matches(name, [*MAPPED, *NO_COUNTERPART, *SHARED], n=1, cutoff=0.8)
     return f"{name} (unknown; did you mean {close[0]}?)" if close else f"{name} (unknown)"
 

@@ -10,61 +10,126 @@ The engine implements these; it is not part of the contract.
 
 from __future__ import annotations
 
-from ..errors import (
-    ConfigError,
-    ErrorKind,
-    InputError,
-    Location,
-    MissingExtraError,
-    ModuleError,
-    OrchestraiError,
-    PipelineError,
-    Problem,
-    PromptError,
-    ProviderError,
-    ValidationFailed,
-)
-from ..pipeline.spec import Step
-from .contracts import (
-    MODULE_ENTRY_POINT_GROUP,
-    PROVIDER_ENTRY_POINT_GROUP,
-    ChecksSteps,
-    FingerprintsSteps,
-    Module,
-    PreflightsSteps,
-    Provider,
-    ProviderSettings,
-    ProviderType,
-    RunFacts,
-    StepContext,
-)
-from .events import (
-    EVENT_TYPES,
-    CallFinished,
-    Event,
-    Hook,
-    Notice,
-    RunFinished,
-    RunStarted,
-    SelectiveHook,
-    StepEnded,
-    StepRecord,
-    StepRetrying,
-    StepStarted,
-    StepToken,
-    Totals,
-)
-from .values import (
-    SUCCESS_STATUSES,
-    Completion,
-    Message,
-    ModuleKind,
-    Role,
-    RunStatus,
-    StepStatus,
-    TokenCallback,
-    Usage,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..errors import (
+        ConfigError,
+        ErrorKind,
+        InputError,
+        Location,
+        MissingExtraError,
+        ModuleError,
+        OrchestraiError,
+        PipelineError,
+        Problem,
+        PromptError,
+        ProviderError,
+        ValidationFailed,
+    )
+    from ..pipeline.spec import Step
+    from .contracts import (
+        MODULE_ENTRY_POINT_GROUP,
+        PROVIDER_ENTRY_POINT_GROUP,
+        ChecksSteps,
+        FingerprintsSteps,
+        Module,
+        PreflightsSteps,
+        Provider,
+        ProviderSettings,
+        ProviderType,
+        RunFacts,
+        StepContext,
+    )
+    from .events import (
+        EVENT_TYPES,
+        CallFinished,
+        Event,
+        Hook,
+        Notice,
+        RunFinished,
+        RunStarted,
+        SelectiveHook,
+        StepEnded,
+        StepRecord,
+        StepRetrying,
+        StepStarted,
+        StepToken,
+        Totals,
+    )
+    from .values import (
+        SUCCESS_STATUSES,
+        Completion,
+        Message,
+        ModuleKind,
+        Role,
+        RunStatus,
+        StepStatus,
+        TokenCallback,
+        Usage,
+    )
+
+# Imported on first use, as `orchestrai` itself: `validate` needs the module contract, not the events
+# (a dataclass costs ~0.3 ms to create, and the events are a dozen of them).
+_EXPORTS = {
+    "CallFinished": "orchestrai.api.events",
+    "ChecksSteps": "orchestrai.api.contracts",
+    "Completion": "orchestrai.api.values",
+    "ConfigError": "orchestrai.errors",
+    "EVENT_TYPES": "orchestrai.api.events",
+    "ErrorKind": "orchestrai.errors",
+    "Event": "orchestrai.api.events",
+    "FingerprintsSteps": "orchestrai.api.contracts",
+    "Hook": "orchestrai.api.events",
+    "InputError": "orchestrai.errors",
+    "Location": "orchestrai.errors",
+    "MODULE_ENTRY_POINT_GROUP": "orchestrai.api.contracts",
+    "Message": "orchestrai.api.values",
+    "MissingExtraError": "orchestrai.errors",
+    "Module": "orchestrai.api.contracts",
+    "ModuleError": "orchestrai.errors",
+    "ModuleKind": "orchestrai.api.values",
+    "Notice": "orchestrai.api.events",
+    "OrchestraiError": "orchestrai.errors",
+    "PROVIDER_ENTRY_POINT_GROUP": "orchestrai.api.contracts",
+    "PipelineError": "orchestrai.errors",
+    "PreflightsSteps": "orchestrai.api.contracts",
+    "Problem": "orchestrai.errors",
+    "PromptError": "orchestrai.errors",
+    "Provider": "orchestrai.api.contracts",
+    "ProviderError": "orchestrai.errors",
+    "ProviderSettings": "orchestrai.api.contracts",
+    "ProviderType": "orchestrai.api.contracts",
+    "Role": "orchestrai.api.values",
+    "RunFacts": "orchestrai.api.contracts",
+    "RunFinished": "orchestrai.api.events",
+    "RunStarted": "orchestrai.api.events",
+    "RunStatus": "orchestrai.api.values",
+    "SUCCESS_STATUSES": "orchestrai.api.values",
+    "SelectiveHook": "orchestrai.api.events",
+    "Step": "orchestrai.pipeline.spec",
+    "StepContext": "orchestrai.api.contracts",
+    "StepEnded": "orchestrai.api.events",
+    "StepRecord": "orchestrai.api.events",
+    "StepRetrying": "orchestrai.api.events",
+    "StepStarted": "orchestrai.api.events",
+    "StepStatus": "orchestrai.api.values",
+    "StepToken": "orchestrai.api.events",
+    "TokenCallback": "orchestrai.api.values",
+    "Totals": "orchestrai.api.events",
+    "Usage": "orchestrai.api.values",
+    "ValidationFailed": "orchestrai.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'orchestrai.api' has no attribute {name!r}")
+
 
 __all__ = [
     "EVENT_TYPES", "MODULE_ENTRY_POINT_GROUP", "PROVIDER_ENTRY_POINT_GROUP", "SUCCESS_STATUSES",
