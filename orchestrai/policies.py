@@ -54,7 +54,8 @@ class RateLimit(_Strict):
     """Limits over any 60-second window; unset means unlimited."""
 
     requests_per_minute: int | None = Field(None, gt=0)
-    tokens_per_minute: int | None = Field(None, gt=0, description="Prompt estimate + max_tokens, corrected after each call.")
+    tokens_per_minute: int | None = Field(None, gt=0,
+                                          description="Prompt estimate + max_tokens, corrected after each call.")
     max_concurrent: int | None = Field(None, gt=0, description="Calls in flight at once.")
 
 

@@ -48,7 +48,8 @@ def check_limits(text: str, shown: str, loader_class: Any) -> Problem | None:
                 count, levels = sizes.get(event.anchor or "", (1, 0))  # an unknown anchor: the reader reports it
                 values, added, level = values + count, added + count, len(stack) + levels
                 if added > MAX_ALIAS_VALUES:
-                    return Problem(shown, event.start_mark.line + 1 if event.start_mark else None, f"alias *{event.anchor} makes the aliases "
+                    line = event.start_mark.line + 1 if event.start_mark else None
+                    return Problem(shown, line, f"alias *{event.anchor} makes the aliases "
                                    f"expand to more than {MAX_ALIAS_VALUES:,} values (an alias bomb?)", _ALIAS_HINT)
                 if stack:
                     stack[-1][3] = max(stack[-1][3], level)

@@ -184,7 +184,8 @@ def _parse_nodes(text: str, shown: str, *, expand_env: bool = False) -> tuple[Ya
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark else None
         reason = getattr(exc, "problem", None) or str(exc)
-        return None, [Problem(shown, line, f"YAML syntax error: {reason}", "check indentation, colons and quotes on this line")]
+        return None, [Problem(shown, line, f"YAML syntax error: {reason}",
+                              "check indentation, colons and quotes on this line")]
     doc = YamlDoc(shown, None)
     problems: list[Problem] = []
     if node is not None:
@@ -199,7 +200,8 @@ def _convert(node: yaml.Node, loc: Loc, doc: YamlDoc, problems: list[Problem], e
         for key_node, value_node in _pairs(node, doc, problems):
             key = _scalar(key_node)
             if key in out:
-                problems.append(Problem(doc.path, key_node.start_mark.line + 1, f"duplicate key {key!r}", "remove one of them"))
+                problems.append(Problem(doc.path, key_node.start_mark.line + 1, f"duplicate key {key!r}",
+                                        "remove one of them"))
             doc.lines[loc + (key,)] = key_node.start_mark.line + 1
             out[key] = _convert(value_node, (*loc, key), doc, problems, expand_env)
         return out

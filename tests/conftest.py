@@ -18,7 +18,8 @@ def _no_real_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    # These tests script openai when nothing is configured; tests/test_local_provider.py turns the no-key local default back on.
+    # These tests script openai when nothing is configured; tests/test_local_provider.py turns the
+    # no-key local default back on.
     monkeypatch.setenv("ORCHESTRAI_LOCAL_DEFAULT", "0")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))  # each test its own call cache
 
@@ -68,7 +69,8 @@ def server_config(project: Path, fake_server: FakeLLMServer) -> Path:
 
 @pytest.fixture
 def keys(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {"TEST_OPENAI_KEY": "sk-test-openai-0123456789abcdef", "TEST_ANTHROPIC_KEY": "sk-ant-test-0123456789abcdef"}
+    values = {"TEST_OPENAI_KEY": "sk-test-openai-0123456789abcdef",
+              "TEST_ANTHROPIC_KEY": "sk-ant-test-0123456789abcdef"}
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values

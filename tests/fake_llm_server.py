@@ -105,6 +105,7 @@ Notes on the SDKs (openai 3.x on httpx2, anthropic 2.x)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -373,10 +374,8 @@ class FakeLLMServer:
         with self._lock:
             connections = dict(self._connections)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         deadline = time.monotonic() + 2.0
         for handler_thread in connections.values():
             handler_thread.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -19,5 +19,6 @@ def run_library(pipeline: str | Path, *, config: str | Path | None = None, input
     graph = project.load(pipeline)
     memory_log = MemoryLog(log_dir or project.config.log_dir)  # the run redacts: no caller needs to
     run_options = RunOptions(run_inputs=inputs or {}, providers=providers or {}, **options)
-    result = asyncio.run(run_pipeline(graph, project.config, project.registry, run_options, [memory_log, *(hooks or [])]))
+    result = asyncio.run(run_pipeline(graph, project.config, project.registry, run_options,
+                                      [memory_log, *(hooks or [])]))
     return result, memory_log

@@ -220,7 +220,7 @@ def test_planning_run_end_to_end_writes_a_complete_memory_log(project: Path, fak
     assert request_step["output"] == "Plan a bakery" and request_step["inputs"] == {}
     assert request_step["provider"] is None and request_step["messages"] == [] and request_step["attempts"] == []
 
-    by_words = dict(zip((PLANNER, REVIEWER, ENHANCER, MARKDOWN), steps[1:]))
+    by_words = dict(zip((PLANNER, REVIEWER, ENHANCER, MARKDOWN), steps[1:], strict=True))
     for words, step in by_words.items():
         text_reply, (tokens_in, tokens_out) = replies[words]
         assert step["output"] == text_reply
@@ -244,7 +244,8 @@ def test_planning_run_end_to_end_writes_a_complete_memory_log(project: Path, fak
     assert by_words[MARKDOWN]["inputs"] == {"enhanced_plan": replies[ENHANCER][0]}
     # Steps of a chain run one after the other.
     chain = steps[1:]
-    assert all(parse_time(a["finished_at"]) <= parse_time(b["started_at"]) for a, b in zip(chain, chain[1:]))
+    assert all(parse_time(a["finished_at"]) <= parse_time(b["started_at"])
+               for a, b in zip(chain, chain[1:], strict=False))
 
     sent = chat_requests(fake_server)
     assert len(sent) == 4
@@ -383,7 +384,7 @@ def test_provider_failures_fail_the_step_with_one_line_and_a_log(project: Path, 
 
     finished = {}
     try:
-        for case, (folder, proc) in runs.items():
+        for case, (_folder, proc) in runs.items():
             out, err = proc.communicate(timeout=TIMEOUT_S)
             finished[case] = subprocess.CompletedProcess(case, proc.returncode, out, err)
     finally:

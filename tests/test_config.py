@@ -39,7 +39,8 @@ def test_env_expansion_with_default(project: Path, monkeypatch: pytest.MonkeyPat
     assert config.log_dir.name == "run-logs"
 
 
-def test_key_falls_back_to_standard_env_only_for_builtin_providers(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_falls_back_to_standard_env_only_for_builtin_providers(project: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-1234567890")
     write(project / "config.yml", "providers:\n  vllm: {type: openai, base_url: 'http://127.0.0.1:1/v1'}\n")
     config = load_config(None)

@@ -30,7 +30,8 @@ def test_diamond_runs_middle_steps_together_and_joins_both(project: Path) -> Non
     provider = ScriptedProvider(reply=lambda messages: f"out<{messages[-1].content[:60]}>")
     result, _ = run_library("diamond.yml", inputs={"request": "R"}, providers={"openai": provider})
     assert result.status == "completed"
-    left, right = (next(c for c in provider.calls if c.settings.get("supplement") is None and step in c.messages[0].content)
+    left, right = (next(c for c in provider.calls
+                        if c.settings.get("supplement") is None and step in c.messages[0].content)
                    for step in ("planner", "translator"))
     assert left.started < right.ended and right.started < left.ended, "the two middle steps must overlap"
     last = provider.calls[-1]
@@ -100,7 +101,8 @@ def test_rate_limit_gives_up_after_max_attempts(project: Path) -> None:
 
 
 def test_max_concurrency_caps_parallel_steps(project: Path) -> None:
-    steps = "\n".join(f"  - {{module: translator, inputs: [request], output_name: t{i}, model_config: {{latency_s: 0.05}}}}"
+    steps = "\n".join(f"  - {{module: translator, inputs: [request], output_name: t{i}, "
+                      f"model_config: {{latency_s: 0.05}}}}"
                       for i in range(12))
     write(project / "wide.yml", "pipeline:\n  - {module: start_module, output_name: request}\n" + steps + "\n")
     provider = ScriptedProvider()

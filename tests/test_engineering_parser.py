@@ -84,7 +84,8 @@ def test_blocks_indented_inside_a_numbered_list_are_dedented() -> None:
 def test_first_line_marker_comment_labels_a_block_and_stays_in_the_file() -> None:
     answer = "```python\n# File: utils/math.py\nX = 1\n```\n```js\n// filename: web/app.js\nlet x = 1;\n```"
     found = files_of(answer)
-    assert found == {"utils/math.py": "# File: utils/math.py\nX = 1\n", "web/app.js": "// filename: web/app.js\nlet x = 1;\n"}
+    assert found == {"utils/math.py": "# File: utils/math.py\nX = 1\n",
+                     "web/app.js": "// filename: web/app.js\nlet x = 1;\n"}
 
 
 def test_markdown_file_in_a_longer_fence_keeps_its_inner_blocks() -> None:

@@ -19,7 +19,8 @@ from fake_llm_server import FakeLLMServer
 from helpers import run_library
 
 REQUEST = "a command-line tool that converts Celsius to Fahrenheit"
-PLANNER, ENGINEER, DEBUGGER, REVIEWER = "You are the code planner", "You are the engineer", "You are the debugger", "You are the reviewer"
+PLANNER, ENGINEER = "You are the code planner", "You are the engineer"
+DEBUGGER, REVIEWER = "You are the debugger", "You are the reviewer"
 MODIFIER, WRITER = "You are the maintainer", "You are the technical writer"
 
 PLAN = """Entry point: main.py
@@ -123,7 +124,8 @@ def test_a_bug_never_fixed_gives_up_at_max_iterations_and_keeps_the_workspace(en
           - {module: start_module, output_name: request}
           - {module: code_planner, inputs: [request], output_name: code_plan}
           - {module: engineer, inputs: [request, code_plan], output_name: code}
-          - {module: debugger, inputs: [request, code], output_name: working, options: {max_iterations: 4, fallback_model: gpt-4o, fallback_after: 2}}
+          - {module: debugger, inputs: [request, code], output_name: working,
+             options: {max_iterations: 4, fallback_model: gpt-4o, fallback_after: 2}}
           - {module: create_readme, inputs: [working], output_name: readme}
         """)
     script(engineering, engineer=files_answer(("converter.py", CONVERTER), ("main.py", BUGGY_MAIN)),
@@ -213,7 +215,8 @@ def test_modify_codebase_changes_one_file_and_the_debugger_confirms_it_runs(engi
     [check] = modified.details["iterations"]
     assert check["exit_code"] == 0 and "100.0 C = 373.15 K" in check["output_tail"]
     [request] = requests_for(engineering, MODIFIER)
-    assert "Also print the temperature in Kelvin." in request.last_user_text and "### converter.py" in request.last_user_text
+    assert "Also print the temperature in Kelvin." in request.last_user_text
+    assert "### converter.py" in request.last_user_text
     assert (workspace / "converter.py").read_text() == CONVERTER
     assert run_main(workspace, "100") == "100.0 C = 212.0 F\n100.0 C = 373.15 K\n"
 
@@ -258,7 +261,8 @@ def test_no_exec_reviews_and_modifies_without_executing_anything(engineering: Fa
     steps = records(result)
     assert result.status == "completed", {r.id: r.error for r in result.records}
     workspace = Path(steps["code"].output["workspace"])
-    assert steps["working_codebase"].details["outcome"] == "reviewed" and "iterations" not in steps["working_codebase"].details
+    assert steps["working_codebase"].details["outcome"] == "reviewed"
+    assert "iterations" not in steps["working_codebase"].details
     assert steps["modified_codebase"].details["outcome"] == "not_run"
     assert (workspace / "main.py").read_text().endswith("# Kelvin\n")
     assert not (workspace / "ran.txt").exists() and not (workspace / ".venv").exists()

@@ -90,7 +90,8 @@ def test_dotdot_absolute_and_home_paths_are_refused_and_nothing_lands_outside(ar
     reasons = refusals(report)
     assert "contains '..'" in reasons["../x.py"] and "contains '..'" in reasons["sub/../../x.py"]
     assert "absolute path" in reasons[str(escape_abs)] and "absolute path" in reasons["/tmp/x.py"]
-    assert "home folder" in reasons["~/x.py"] and "absolute" in reasons["C:/x.py"] and "backslashes" in reasons["..\\x.py"]
+    assert "home folder" in reasons["~/x.py"] and "absolute" in reasons["C:/x.py"]
+    assert "backslashes" in reasons["..\\x.py"]
     assert snapshot(ws.parent, skip=ws) == before
     assert not escape_abs.exists() and not Path("/tmp/x.py").exists()
     assert workspace_files(ws) == ["main.py"]
@@ -115,7 +116,8 @@ def test_symlinks_hard_links_pipes_and_managed_folders_are_never_written_through
     assert "symlink" in reasons["link/evil.py"] and "symlink" in reasons["sub/deeper/evil.py"]
     assert "symlink" in reasons["main.py"]
     assert "not a regular file" in reasons["pipe.py"]  # and the write did not block on the pipe
-    assert "orchestrai manages" in reasons[".venv/bin/python"] and "orchestrai manages" in reasons[".orchestrai/home/.bashrc"]
+    assert "orchestrai manages" in reasons[".venv/bin/python"]
+    assert "orchestrai manages" in reasons[".orchestrai/home/.bashrc"]
     assert "it is a folder, not a file" in reasons["data.py"]
     # A hard link is replaced by a new file (written beside it, then renamed), never written through.
     assert report.written == ["hard.py"] and (ws / "hard.py").read_text() == "EVIL = 1\n"
@@ -130,7 +132,8 @@ def test_a_ten_megabyte_file_is_refused_with_its_size(area: tuple[Path, Path]) -
     answer = f"File: main.py\n```python\nprint(1)\n```\nFile: big.py\n```python\n{huge}```\n"
     files = parse_answer(answer).files
     whole = ConfinedWriter(ws).write(files)
-    assert whole.written == [] and "10.0 MiB, over the limit of 4.0 MiB per answer" in refusals(whole)["(the whole answer)"]
+    assert whole.written == []
+    assert "10.0 MiB, over the limit of 4.0 MiB per answer" in refusals(whole)["(the whole answer)"]
     assert workspace_files(ws) == []
     per_file = ConfinedWriter(ws, WriteLimits(max_total_bytes=64 * 1024 * 1024)).write(files)
     assert per_file.written == ["main.py"]
@@ -254,12 +257,14 @@ def build_wheel(folder: Path, name: str = WHEEL_NAME, version: str = "1.0") -> P
     dist = f"{name}-{version}.dist-info"
     files = {f"{name}/__init__.py": b'GREETING = "hello from the local wheel"\n',
              f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-             f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: orchestrai-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+             f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: orchestrai-tests\n"
+                              b"Root-Is-Purelib: true\nTag: py3-none-any\n"}
 
     def digest(data: bytes) -> str:
         return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
-    record = "".join(f"{path},sha256={digest(data)},{len(data)}\n" for path, data in files.items()) + f"{dist}/RECORD,,\n"
+    record = ("".join(f"{path},sha256={digest(data)},{len(data)}\n" for path, data in files.items())
+              + f"{dist}/RECORD,,\n")
     wheel = folder / f"{name}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         for path, data in {**files, f"{dist}/RECORD": record.encode()}.items():
@@ -328,7 +333,8 @@ def test_debugger_iteration_fails_on_pip_then_the_fixed_requirements_install_and
     write_debugger_pipeline(project, max_iterations=3, pip_args=pip_args)
     fix = "The package name was wrong.\n\nFile: requirements.txt\n```text\norchestrai-demo-pkg==1.0\n```\n"
     provider = ScriptedProvider(replies=[fix])
-    result, _ = run_library("p.yml", inputs={"code": {"workspace": str(ws), "entry_point": "main.py", "request": "greet"}},
+    result, _ = run_library("p.yml",
+                            inputs={"code": {"workspace": str(ws), "entry_point": "main.py", "request": "greet"}},
                             providers={"openai": provider}, allow_execution=True)
     record = next(r for r in result.records if r.id == "working")
     assert result.status == "completed", record.error
@@ -355,5 +361,6 @@ def test_run_tests_installs_pytest_into_the_venv_and_a_failed_install_fails_the_
     record = next(r for r in result.records if r.id == "working")
     [iteration] = record.details["iterations"]
     # main.py ran fine, then pytest was missing from the venv and (offline) could not be installed.
-    assert iteration["command"] == "pip install pytest" and "No matching distribution found for pytest" in iteration["reason"]
+    assert iteration["command"] == "pip install pytest"
+    assert "No matching distribution found for pytest" in iteration["reason"]
     assert record.status == "failed" and record.details["outcome"] == "gave_up"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import json
 import time
@@ -225,7 +226,9 @@ def test_keep_alive_connection_reused_across_streams(server):
                     model=CLAUDE_MODEL, max_tokens=8, messages=[{"role": "user", "content": "x"}], stream=True
                 )
                 [event async for event in stream]
-                await client.messages.create(model=CLAUDE_MODEL, max_tokens=8, messages=[{"role": "user", "content": "y"}])
+                await client.messages.create(
+                    model=CLAUDE_MODEL, max_tokens=8, messages=[{"role": "user", "content": "y"}]
+                )
 
     asyncio.run(go())
     assert len(server.requests) == 8
@@ -263,7 +266,9 @@ def test_openai_error_statuses_raise_sdk_exceptions(server, stream):
                 if status == 429:
                     assert exc.code == "rate_limit_exceeded"
             # the connection survived every error response
-            resp = await client.chat.completions.create(model=OPENAI_MODEL, messages=[{"role": "user", "content": "ok"}])
+            resp = await client.chat.completions.create(
+                model=OPENAI_MODEL, messages=[{"role": "user", "content": "ok"}]
+            )
             assert resp.choices[0].message.content == f"reply to {OPENAI_MODEL}: ok"
 
     asyncio.run(go())
@@ -290,7 +295,9 @@ def test_anthropic_error_statuses_raise_sdk_exceptions(server, stream):
             # 529 is Anthropic's "overloaded": its own subclass of InternalServerError
             server.queue_reply("overloaded", status=529)
             with pytest.raises(anthropic.InternalServerError) as err:
-                await client.messages.create(model=CLAUDE_MODEL, max_tokens=8, messages=[{"role": "user", "content": "q"}])
+                await client.messages.create(
+                    model=CLAUDE_MODEL, max_tokens=8, messages=[{"role": "user", "content": "q"}]
+                )
             assert err.value.body["error"]["type"] == "overloaded_error"
 
     asyncio.run(go())
@@ -302,7 +309,8 @@ def test_missing_auth_unknown_path_bad_body(server):
     status, _, payload = raw_request(server, "POST", "/v1/chat/completions", body)
     assert status == 401 and payload["error"]["code"] == "invalid_api_key"
     status, _, payload = raw_request(server, "POST", "/v1/messages", body)
-    assert status == 401 and payload == {"type": "error", "error": payload["error"], "request_id": payload["request_id"]}
+    assert status == 401
+    assert payload == {"type": "error", "error": payload["error"], "request_id": payload["request_id"]}
     assert payload["error"]["type"] == "authentication_error"
 
     status, _, payload = raw_request(server, "POST", "/v1/nowhere", body, {"Authorization": "Bearer k"})
@@ -352,7 +360,9 @@ def test_sdk_retries_after_scripted_429():
 
         async def go():
             async with openai.AsyncOpenAI(api_key="k", base_url=srv.base_url, max_retries=1, timeout=5) as client:
-                return await client.chat.completions.create(model=OPENAI_MODEL, messages=[{"role": "user", "content": "q"}])
+                return await client.chat.completions.create(
+                    model=OPENAI_MODEL, messages=[{"role": "user", "content": "q"}]
+                )
 
         started = time.monotonic()
         assert asyncio.run(go()).choices[0].message.content == "after retry"
@@ -397,7 +407,7 @@ def test_requests_recorded_in_order_and_reset(server):
     assert reqs[0].received_at <= reqs[1].received_at <= reqs[2].received_at
     assert all(k == k.lower() for r in reqs for k in r.headers)
     assert len(server.in_flight_log) == 3 and all(end >= start for start, end, _ in server.in_flight_log)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         reqs[0].path = "/changed"  # frozen
 
     server.queue_reply("left over")

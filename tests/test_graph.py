@@ -33,7 +33,8 @@ def test_layers_cycles_and_descendants_match_networkx(seed: int) -> None:
     layers = topological_layers(successors)
     assert layers is not None and find_cycle(successors) is None
     assert [sorted(layer) for layer in layers] == [sorted(layer) for layer in nx.topological_generations(graph)]
-    steps = tuple(Step(id=name, module="m", output_name=name, inputs=tuple(p for p in successors if name in successors[p]),
+    steps = tuple(Step(id=name, module="m", output_name=name,
+                       inputs=tuple(p for p in successors if name in successors[p]),
                        supplement=None, model_settings={}, options={}, index=i) for i, name in enumerate(successors))
     pipeline_graph = PipelineGraph(Pipeline("p", "p.yml", None, steps))
     assert pipeline_graph.successors == wire_steps(steps)

@@ -154,7 +154,8 @@ class WaitsForLocalTokens:
 
 
 @real_model
-def test_two_steps_share_one_model_while_another_provider_runs_in_parallel(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_steps_share_one_model_while_another_provider_runs_in_parallel(project: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     write(project / "config.yml", """
         providers: {other: {type: echo}}
         log_dir: logs
@@ -187,7 +188,7 @@ def test_two_steps_share_one_model_while_another_provider_runs_in_parallel(proje
     local_end = max(records["spanish"].finished_at, records["french"].finished_at)
     assert records["other_step"].finished_at < local_end
     # One model, one call at a time: the streamed tokens of the two local steps never interleave.
-    switches = sum(1 for a, b in zip(other.tokens, other.tokens[1:]) if a != b)
+    switches = sum(1 for a, b in zip(other.tokens, other.tokens[1:], strict=False) if a != b)
     assert set(other.tokens) == {"spanish", "french"} and switches == 1, other.tokens
 
 
@@ -248,7 +249,8 @@ def test_a_cancelled_step_releases_the_model_for_the_next_call() -> None:
 @real_model
 def test_ctrl_c_interrupts_a_local_run(project: Path) -> None:
     """Ctrl-C while the model generates: the run stops at the next token, exits 130 and keeps its log."""
-    write(project / "system_prompts" / "storyteller.md", "Write a very long story about the subject under ## request.\n")
+    write(project / "system_prompts" / "storyteller.md",
+          "Write a very long story about the subject under ## request.\n")
     write(project / "config.yml", """
         default_model_config: {provider: local, model: smollm2, max_tokens: 3000, n_ctx: 4096}
         log_dir: logs
@@ -316,7 +318,8 @@ def test_without_config_or_keys_unset_models_go_local(project: Path, local_defau
           - {module: translator, inputs: [request], output_name: file, model_config: {model: models/tiny.gguf}}
         """)
     steps = settings_of("p.yml")
-    assert (steps["plain"]["provider"], steps["plain"]["model"], steps["plain"]["temperature"]) == ("local", "smollm2", 0.5)
+    assert (steps["plain"]["provider"], steps["plain"]["model"], steps["plain"]["temperature"]) == \
+        ("local", "smollm2", 0.5)
     assert (steps["named"]["provider"], steps["named"]["model"]) == ("openai", "gpt-4.1-mini")  # explicit: unchanged
     assert steps["claude"]["provider"] == "anthropic"
     assert steps["file"]["provider"] == "local"  # a .gguf path needs no provider
@@ -364,10 +367,12 @@ def test_no_notice_with_a_key(project: Path, local_default: None, monkeypatch: p
 def pretend_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     """llama-cpp-python looks installed (these tests fail before it would be imported)."""
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "llama_cpp" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "llama_cpp" else real(name, *a))
 
 
-def test_missing_llama_cpp_names_the_pip_command(project: Path, local_default: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_llama_cpp_names_the_pip_command(project: Path, local_default: None,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if llama-cpp-python were not installed
     with pytest.raises(MissingExtraError) as caught:
         run_library("pipelines/translation.yml", inputs={"request": "hi"})

@@ -95,7 +95,8 @@ def test_txt_prompt_and_step_options_reach_the_model(project: Path) -> None:
     result, _ = run_library("p.yml", inputs={"request": "autumn"}, providers={"openai": provider})
     [call] = provider.calls
     assert call.messages[0].content == "Write a haiku about autumn."
-    assert call.settings["model"] == "gpt-4.1-mini" and call.settings["temperature"] == 0.1 and call.settings["seed"] == 7
+    assert call.settings["model"] == "gpt-4.1-mini" and call.settings["temperature"] == 0.1
+    assert call.settings["seed"] == 7
     assert result.outputs["poem"] == "an old silent pond"
     record = next(r for r in result.records if r.id == "poem")
     assert record.cost_usd == pytest.approx((10 * 0.40 + 5 * 1.60) / 1e6)

@@ -86,7 +86,8 @@ def test_an_inferred_provider_says_so_in_its_error(project: Path, fake_server: F
     ran = cli(project, "run", "p.yml", "-i", "request=hi")
 
     assert validated.returncode == 0, validated.stderr
-    assert "answer: translator (prompt) -> local/tiny.gguf (provider inferred from model 'tiny.gguf')" in validated.stdout
+    assert ("answer: translator (prompt) -> local/tiny.gguf (provider inferred from model 'tiny.gguf')"
+            in validated.stdout)
     assert ran.returncode == 2 and "Traceback" not in ran.stderr
     assert (f"(provider 'local' was inferred from model 'tiny.gguf'; set model_config.provider: openai to use the "
             f"server at {fake_server.base_url})") in ran.stderr.replace("\n", " ").replace("  ", " ")

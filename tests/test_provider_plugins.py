@@ -61,7 +61,8 @@ def cli(project: Path, *args: str, site: Path | None = None) -> subprocess.Compl
 @pytest.fixture
 def shout_site(tmp_path: Path) -> Path:
     return install_distribution(tmp_path / "site", "shoutprovider",
-                                f"[{PROVIDER_ENTRY_POINT_GROUP}]\nshout = shoutprovider:PROVIDER_TYPE\n", SHOUT_PROVIDER)
+                                f"[{PROVIDER_ENTRY_POINT_GROUP}]\nshout = shoutprovider:PROVIDER_TYPE\n",
+                                SHOUT_PROVIDER)
 
 
 @pytest.fixture
@@ -120,7 +121,8 @@ def test_a_broken_provider_plugin_is_named_not_a_traceback(shout_project: Path, 
 
 def test_a_plugin_cannot_take_over_a_builtin_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site = install_distribution(tmp_path / "site", "hijack",
-                                f"[{PROVIDER_ENTRY_POINT_GROUP}]\nopenai = hijack:PROVIDER_TYPE\n", "PROVIDER_TYPE = 1\n")
+                                f"[{PROVIDER_ENTRY_POINT_GROUP}]\nopenai = hijack:PROVIDER_TYPE\n",
+                                "PROVIDER_TYPE = 1\n")
     monkeypatch.syspath_prepend(str(site))
     registry.registered.cache_clear()
     try:

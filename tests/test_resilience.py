@@ -133,7 +133,8 @@ def test_budget_allows_three_calls_then_stops(project: Path, server_config: Path
                                               fake_server: FakeLLMServer) -> None:
     text = server_config.read_text().replace("  model: gpt-4o-mini\n", "  model: pricey-model\n  max_tokens: 10\n")
     write(project / "config.yml", text + "pricing:\n  pricey-model: {input: 0.0, output: 1000.0}\nbudget_usd: 0.035\n")
-    write(project / "chain.yml", CHAIN.rstrip(" ") + "      - {module: enhancer, inputs: [markdown], output_name: extra}\n")
+    write(project / "chain.yml",
+          CHAIN.rstrip(" ") + "      - {module: enhancer, inputs: [markdown], output_name: extra}\n")
     for _ in range(5):
         fake_server.queue_reply("ten tokens", usage=(50, 10))
     result, memory_log = run_library("chain.yml", inputs={"request": "R"})
@@ -194,7 +195,8 @@ def test_non_critical_failure_gives_partial_and_optional_inputs_run_without_it(
     assert status == {"request": "completed", "flaky": "failed", "solid": "completed", "needs_flaky": "skipped",
                       "joined": "completed"}
     joined_request = chat_requests(fake_server)[-1]
-    assert "## solid" in joined_request.messages[-1]["content"] and "## flaky" not in joined_request.messages[-1]["content"]
+    assert "## solid" in joined_request.messages[-1]["content"]
+    assert "## flaky" not in joined_request.messages[-1]["content"]
 
 
 def test_second_identical_run_sends_no_request(project: Path, server_config: Path, keys: dict,
@@ -291,7 +293,8 @@ def test_resume_of_a_changed_pipeline_reruns_only_what_changed(project: Path, se
     from orchestrai.observe.memory_log import read_log
 
     source = ResumeSource.from_log(memory_log.path, read_log(memory_log.path))
-    write(project / "chain.yml", CHAIN.replace("output_name: review}", "output_name: review, model_config: {temperature: 0.9}}"))
+    write(project / "chain.yml",
+          CHAIN.replace("output_name: review}", "output_name: review, model_config: {temperature: 0.9}}"))
     fake_server.reset()
     fake_server.queue_reply("a different review", match="demanding reviewer")
     second, _ = run_library("chain.yml", use_cache=False, resume=source)

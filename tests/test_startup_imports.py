@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from orchestrai.cli import app as cli_app
 from orchestrai.cli.app import quick_validate, quick_validate_request
 from orchestrai.config import ConfigFile, load_config
 from orchestrai.modules.base import ENTRY_POINT_GROUP, ModuleRegistry, _entry_points
-from orchestrai.plugins import declared_entry_point_groups
+from orchestrai.plugins import Plugin, declared_entry_point_groups
 from orchestrai.plugins import entry_points as plugin_entry_points
 
 TIMEOUT_S = 120
@@ -294,7 +294,7 @@ PLUGIN_SOURCE = """
     """
 
 
-def as_pairs(found: list[Any]) -> list[tuple[str, str]]:
+def as_pairs(found: list[Plugin] | list[EntryPoint]) -> list[tuple[str, str]]:
     return sorted((entry.name, entry.value) for entry in found)
 
 
@@ -324,7 +324,8 @@ def test_an_installed_plugin_is_found_by_the_cli(project: Path, tmp_path: Path) 
           - {module: start_module, output_name: request}
           - {module: shout_plugin, inputs: [request], output_name: loud}
         """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    pythonpath = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = {**os.environ, "PYTHONPATH": pythonpath}
 
     validated = cli(["validate", "shout.yml"], project, env=env)
     listed = cli(["modules"], project, env=env)
@@ -332,8 +333,8 @@ def test_an_installed_plugin_is_found_by_the_cli(project: Path, tmp_path: Path) 
 
     assert validated.returncode == 0, validated.stderr
     assert validated.stdout.startswith("shout.yml: valid — 2 steps")
-    assert any(line.replace("│", " ").split()[:2] == ["shout_plugin", "plugin"] for line in listed.stdout.splitlines()), \
-        listed.stdout
+    assert any(line.replace("│", " ").split()[:2] == ["shout_plugin", "plugin"]
+               for line in listed.stdout.splitlines()), listed.stdout
     assert without.returncode == 2 and "unknown module 'shout_plugin'" in without.stderr
 
 
@@ -370,7 +371,8 @@ def test_pydantic_plugin_search_skipped_only_when_no_distribution_declares_one(t
     assert _loader._plugins == {} and list(_loader.get_plugins()) == []
 
     monkeypatch.setattr(_loader, "_plugins", None)
-    monkeypatch.syspath_prepend(str(fake_distribution(tmp_path / "site", "watcher", "[pydantic]\nw = watcher:plugin\n")))
+    site = fake_distribution(tmp_path / "site", "watcher", "[pydantic]\nw = watcher:plugin\n")
+    monkeypatch.syspath_prepend(str(site))
     skip_pydantic_plugin_scan()
     assert _loader._plugins is None  # pydantic looks for itself
 

@@ -125,7 +125,8 @@ def test_misspelled_model_setting(project: Path) -> None:
               temprature: 0.3
         """)
     [problem] = problems_of(path)
-    assert problem.startswith("p.yml:7: unknown model_config key 'temprature'") and "did you mean 'temperature'?" in problem
+    assert problem.startswith("p.yml:7: unknown model_config key 'temprature'")
+    assert "did you mean 'temperature'?" in problem
 
 
 def test_prompt_using_a_variable_the_step_lacks(project: Path) -> None:

@@ -110,7 +110,7 @@ def test_offline_run_logs_trace_table_and_summary(offline_wandb: Path) -> None:
     assert len(tables) == 1
     table = json.loads(tables[0].read_text())
     assert table["columns"] == STEP_COLUMNS
-    rows = {row[0]: dict(zip(STEP_COLUMNS, row)) for row in table["data"]}
+    rows = {row[0]: dict(zip(STEP_COLUMNS, row, strict=True)) for row in table["data"]}
     assert set(rows) == {"request", "spanish", "french"}
     assert rows["spanish"]["provider"] == "echo" and rows["spanish"]["status"] == "completed"
     assert rows["spanish"]["input_tokens"] > 0

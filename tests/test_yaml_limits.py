@@ -16,7 +16,8 @@ from orchestrai.yamlsrc import parse_yaml
 # "Billion laughs": 9 strings, then 8 levels of 9 aliases each of the level before (9**9 strings).
 LEVELS = "abcdefghi"
 BOMB = (f'a: &a [{", ".join(["lol"] * 9)}]\n'
-        + "".join(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]\n" for prev, name in zip(LEVELS, LEVELS[1:], strict=False))
+        + "".join(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]\n"
+                  for prev, name in zip(LEVELS, LEVELS[1:], strict=False))
         + "pipeline: [*i]\n")
 
 

@@ -30,7 +30,8 @@ class StepRecord:
     error: str | None = None
     calls: int = 0  # provider calls made (a Python module may make several)
     cache_hits: int = 0  # calls answered from the call cache
-    details: dict[str, Any] = field(default_factory=dict)  # module-specific facts for the log (e.g. debugger iterations)
+    # Module-specific facts for the log (e.g. debugger iterations).
+    details: dict[str, Any] = field(default_factory=dict)
     # The fingerprint is computed on first read: a run that neither resumes nor keeps a log never
     # needs it, and hashing it was a tenth of a step's cost.
     fingerprint_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)

@@ -23,7 +23,8 @@ app = typer.Typer(name="orchestrai", no_args_is_help=True, add_completion=False,
 logs_app = typer.Typer(help="List past runs, or show one.", invoke_without_command=True, no_args_is_help=False)
 app.add_typer(logs_app, name="logs")
 
-ConfigOption = typer.Option(None, "--config", "-c", help="Config file (default: ./config.yml, then the user config dir).")
+ConfigOption = typer.Option(None, "--config", "-c",
+                            help="Config file (default: ./config.yml, then the user config dir).")
 LogDirOption = typer.Option(None, "--log-dir", help="Where memory logs go (default: log_dir from config).")
 
 
@@ -57,11 +58,14 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; print only the result."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     use_wandb: bool = typer.Option(False, "--wandb", help="Send a trace of the run to Weights & Biases."),
-    workspace: Path | None = typer.Option(None, "--workspace", help="Where generated code goes (default: generated_code/<run id>)."),
+    workspace: Path | None = typer.Option(None, "--workspace",
+                                          help="Where generated code goes (default: generated_code/<run id>)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Allow running generated code without asking."),
     no_exec: bool = typer.Option(False, "--no-exec", help="Never execute generated code (the debugger only reviews)."),
-    budget: float | None = typer.Option(None, "--budget", min=0.000001, help="Stop before spending more than this many USD."),
-    resume: str | None = typer.Option(None, "--resume", metavar="RUN", help="Reuse matching steps of an earlier run (id or log path)."),
+    budget: float | None = typer.Option(None, "--budget", min=0.000001,
+                                        help="Stop before spending more than this many USD."),
+    resume: str | None = typer.Option(None, "--resume", metavar="RUN",
+                                      help="Reuse matching steps of an earlier run (id or log path)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer calls from the call cache."),
 ) -> None:
     """Run a pipeline."""
@@ -133,7 +137,8 @@ def logs_show(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id (or
         print_run(stdout_console(), path, log)
 
 
-cache_app = typer.Typer(help="The call cache: identical provider calls answered without a request.", no_args_is_help=True)
+cache_app = typer.Typer(help="The call cache: identical provider calls answered without a request.",
+                        no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
 

@@ -76,7 +76,8 @@ def runs_table(runs: list[Any]) -> Table:
 
 
 def print_cache_stats(console: Console, stats: dict[str, Any]) -> None:
-    console.print(f"path: {stats['path']}\nentries: {stats['entries']}\nsize: {stats['bytes']:,} bytes", highlight=False)
+    console.print(f"path: {stats['path']}\nentries: {stats['entries']}\nsize: {stats['bytes']:,} bytes",
+                  highlight=False)
     if stats.get("problem"):
         console.print(f"[red]{escape(stats['problem'])}[/]", highlight=False)
 

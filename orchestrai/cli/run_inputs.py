@@ -19,7 +19,8 @@ def parse_inputs(pairs: list[str], file_pairs: list[str]) -> dict[str, str]:
         try:
             inputs[name] = Path(path).expanduser().read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"--input-file {name}: cannot read {path}: {exc.strerror if isinstance(exc, OSError) else exc}",
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            raise InputError(f"--input-file {name}: cannot read {path}: {reason}",
                              hint="check the path; the file must be UTF-8 text") from None
     return inputs
 
@@ -38,6 +39,7 @@ def read_piped_stdin(stream: IO[str]) -> str | None:
 def _split(pair: str, flag: str, what: str) -> tuple[str, str]:
     name, sep, value = pair.partition("=")
     if not sep or not name.strip():
-        raise InputError(f"{flag} {pair!r}: expected NAME={what}", hint=f'for example {flag} request="..."' if what == "VALUE"
+        raise InputError(f"{flag} {pair!r}: expected NAME={what}",
+                         hint=f'for example {flag} request="..."' if what == "VALUE"
                          else f"for example {flag} request=brief.txt")
     return name.strip(), value

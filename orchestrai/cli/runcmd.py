@@ -201,7 +201,8 @@ def json_summary(result: RunResult, log_path: Path | None) -> dict[str, Any]:
         "log": str(log_path) if log_path else None,
         "totals": {"input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens,
                    "cost_usd": totals.cost_usd, "cost_complete": totals.cost_complete, "duration_s": totals.duration_s,
-                   "cached_steps": totals.cached_steps, "resumed_steps": totals.resumed_steps, "by_model": totals.by_model},
+                   "cached_steps": totals.cached_steps, "resumed_steps": totals.resumed_steps,
+                   "by_model": totals.by_model},
         "steps": [{"id": r.id, "status": r.status, "duration_s": r.duration_s, "input_tokens": r.usage.input_tokens,
                    "output_tokens": r.usage.output_tokens, "cost_usd": r.cost_usd, "error": r.error}
                   for r in result.records],

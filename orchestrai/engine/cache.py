@@ -56,7 +56,8 @@ class CallCache:
                    completion.usage.output_tokens, completion.raw_id, time.time()), commit=True)
 
     def stats(self) -> dict[str, Any]:
-        row = self._run("SELECT COUNT(*), MIN(created_at), MAX(created_at) FROM calls", (), fetch=True) or (0, None, None)
+        row = self._run("SELECT COUNT(*), MIN(created_at), MAX(created_at) FROM calls", (), fetch=True) \
+            or (0, None, None)
         size = self.path.stat().st_size if self.path.exists() else 0
         return {"path": str(self.path), "entries": row[0], "bytes": size, "oldest": row[1], "newest": row[2],
                 "problem": self.problem}

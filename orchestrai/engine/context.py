@@ -184,7 +184,8 @@ class StepContext:
         return Completion(completion.text, completion.usage, completion.model, completion.provider,
                           completion.latency_s, completion.raw_id, cost)
 
-    def _cache_key(self, kind: str, provider: Provider, settings: dict[str, Any], messages: list[Message]) -> str | None:
+    def _cache_key(self, kind: str, provider: Provider, settings: dict[str, Any],
+                   messages: list[Message]) -> str | None:
         if not self.step.cache or kind == "echo":
             return None
         return cache_key(kind, getattr(provider, "base_url", None),
@@ -238,7 +239,8 @@ class StepContext:
                     completion.model, completion.usage.input_tokens, completion.usage.output_tokens)
                 run.budget.settle(reservation, cost)
 
-    async def _acquire(self, limiters: list[SlidingWindowLimiter], tokens: int) -> list[tuple[SlidingWindowLimiter, Any]]:
+    async def _acquire(self, limiters: list[SlidingWindowLimiter],
+                       tokens: int) -> list[tuple[SlidingWindowLimiter, Any]]:
         permits: list[tuple[SlidingWindowLimiter, Any]] = []
         priority = (-self.step.priority, self.step.index)
         try:

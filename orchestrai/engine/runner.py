@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import platform
 import secrets as _secrets
@@ -189,7 +190,8 @@ def _preflight(graph: PipelineGraph, config: Config, registry: ModuleRegistry, p
             raise ValidationFailed(problems)
 
 
-def summarize(records: list[StepRecord], duration_s: float, by_model: dict[str, dict[str, Any]] | None = None) -> Totals:
+def summarize(records: list[StepRecord], duration_s: float,
+              by_model: dict[str, dict[str, Any]] | None = None) -> Totals:
     """Tokens and cost over all steps; cost_complete is False when some model had no known price.
 
     The cost is None when calls were made and none had a price: unknown, not $0 (free providers
@@ -234,10 +236,9 @@ _VERSIONS: dict[str, str] | None = None
 
 
 async def _close_quietly(providers: ProviderPool) -> None:
-    try:
+    # Closing sockets must not mask the run's outcome (nor a cancellation arriving meanwhile).
+    with contextlib.suppress(Exception, asyncio.CancelledError):
         await asyncio.shield(providers.aclose())
-    except (Exception, asyncio.CancelledError):  # noqa: BLE001 - closing sockets must not mask the run's outcome
-        pass
 
 
 def run_pipeline_sync(graph: PipelineGraph, config: Config, registry: ModuleRegistry,

@@ -44,7 +44,8 @@ class ChameleonModule:
             line = _template_line(exc, self.path)
             where = f"{self.path}:{line}" if line else str(self.path)
             raise PromptError(f"{where}: prompt template error in step {step_id!r}: {exc}",
-                              hint="the template can use supplement, inputs and the names of the step's inputs") from None
+                              hint="the template can use supplement, inputs and the names of the step's inputs") \
+                from None
 
     def check(self, step: Step) -> list[Problem]:
         """Template problems found without running: syntax errors and variables the step does not provide."""

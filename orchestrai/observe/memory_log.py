@@ -123,7 +123,9 @@ class MemoryLog:
                         "resumed_from": event.resumed_from, "dry_run": event.dry_run}
         assert self.journal_path is not None
         self._journal = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        plan = [[step_id, *modules] for step_id, modules in zip(event.step_ids, event.step_modules)]
+        # step_modules is optional (it defaults to ()): without it the plan is empty and the reader shows "?".
+        plan = [[step_id, *modules]
+                for step_id, modules in zip(event.step_ids, event.step_modules, strict=False)]
         self._append({"type": "run", **self._header, "step_ids": list(event.step_ids), "plan": plan})
 
     def _append(self, entry: dict[str, Any]) -> None:

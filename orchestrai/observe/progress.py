@@ -165,7 +165,8 @@ def step_line(record: StepRecord) -> Text:
     if record.status in ("completed", "cached"):
         text.append(f" in {record.duration_s or 0:.2f}s")
         if record.calls:
-            text.append(f", {record.usage.input_tokens:,}→{record.usage.output_tokens:,} tokens, {money(record.cost_usd)}")
+            text.append(f", {record.usage.input_tokens:,}→{record.usage.output_tokens:,} tokens, "
+                        f"{money(record.cost_usd)}")
     elif record.error:
         lines = record.error.splitlines()
         text.append(": " + lines[0])

@@ -25,12 +25,12 @@ from typing import Any, Literal
 
 from ..api import Event, RunFinished, RunStarted, StepEnded, StepRecord
 from ..api.events import chained
-
-WandbMode = Literal["online", "offline", "disabled"]
 from ..errors import MissingExtraError
 
-STEP_COLUMNS: list[str | int] = ["id", "module", "status", "provider", "model", "input_tokens", "output_tokens", "cost_usd",
-                "duration_s", "error"]
+WandbMode = Literal["online", "offline", "disabled"]
+
+STEP_COLUMNS: list[str | int] = ["id", "module", "status", "provider", "model", "input_tokens", "output_tokens",
+                                 "cost_usd", "duration_s", "error"]
 _SECRET_KEY = re.compile(r"api[_-]?key|secret|password|authorization|bearer", re.IGNORECASE)
 
 
@@ -107,7 +107,7 @@ class WandbHook:
                 status_code=StatusCode.SUCCESS if ok else StatusCode.ERROR,
                 status_message=self._clean(r.error or r.status),
                 start_time_ms=_ms(r.started_at), end_time_ms=_ms(r.finished_at),
-                attributes=self._clean({**dict(zip(STEP_COLUMNS, self._row(r))), "calls": r.calls,
+                attributes=self._clean({**dict(zip(STEP_COLUMNS, self._row(r), strict=True)), "calls": r.calls,
                                          "attempts": len(r.attempts)}),
                 results=[Result(inputs=self._clean(dict(r.inputs)), outputs=self._clean({r.output_name: r.output}))]))
         return root

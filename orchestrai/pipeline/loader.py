@@ -56,7 +56,8 @@ def load_pipeline(path: str | Path | None, config: Config, registry: ModuleRegis
     return graph
 
 
-def check_pipeline(path: str | Path, config: Config, registry: ModuleRegistry) -> tuple[PipelineGraph | None, list[Problem]]:
+def check_pipeline(path: str | Path, config: Config,
+                   registry: ModuleRegistry) -> tuple[PipelineGraph | None, list[Problem]]:
     """Read and validate a pipeline; return its graph (when valid) and every problem found."""
     path = Path(path)
     doc, problems = load_yaml(path)
@@ -132,7 +133,8 @@ def _check_steps(check: _Checker, items: list[Any], header: PipelineHeader | Non
     return steps, broken_outputs
 
 
-def _resolve_fallbacks(check: _Checker, loc: tuple[Any, ...], step_id: str, spec: StepSpec) -> tuple[dict[str, str], ...]:
+def _resolve_fallbacks(check: _Checker, loc: tuple[Any, ...], step_id: str,
+                       spec: StepSpec) -> tuple[dict[str, str], ...]:
     """Each fallback as {provider, model}: a plain name infers its provider like any model does."""
     resolved = []
     known = check.known_providers
@@ -140,7 +142,8 @@ def _resolve_fallbacks(check: _Checker, loc: tuple[Any, ...], step_id: str, spec
         model, provider = (entry, None) if isinstance(entry, str) else (entry.model, entry.provider)
         provider = provider or infer_provider({"model": model})
         if provider not in known:
-            check.add((*loc, "fallback_models", position), f"step {step_id!r}: fallback uses unknown provider {provider!r}",
+            check.add((*loc, "fallback_models", position),
+                      f"step {step_id!r}: fallback uses unknown provider {provider!r}",
                       f"use one of {', '.join(sorted(known))}")
         resolved.append({"provider": provider, "model": model})
     return tuple(resolved)

@@ -178,7 +178,8 @@ def load_model(path: Path, options: dict[str, Any]) -> LoadedModel:
         llm = llama_cpp.Llama(model_path=str(path), verbose=False, **options)
     except (ValueError, RuntimeError, OSError) as exc:
         raise ProviderError(f"could not load local model {path}: {exc}", kind="bad_request",
-                            hint="is it a GGUF file llama.cpp supports? is n_ctx too large for this machine's memory?") from None
+                            hint="is it a GGUF file llama.cpp supports? "
+                                 "is n_ctx too large for this machine's memory?") from None
     template = llm.metadata.get("tokenizer.chat_template")
     if template:
         def token_text(token: int) -> str:

@@ -1,11 +1,12 @@
 """What the OpenAI and Anthropic providers share: importing the SDK late and owning its client.
 
 The HTTP transport: both SDKs ship an aiohttp-backed client (`DefaultAioHttpClient`, needing the
-`aiohttp` package, which orchestrai depends on through the SDKs' `[aiohttp]` extras). We use it by default because the SDKs' default
-httpx/httpcore pool does not scale to hundreds of calls in flight: it walks every connection on
-each request (O(connections) per call) and keeps at most 100 idle connections, so a second wave of
-1,000 calls opens ~900 new ones. aiohttp's connector keeps every released connection (up to its
-limit) for reuse and takes one from a queue without scanning the others. benchmarks/RESULTS.md ("http") has the figures.
+`aiohttp` package, which orchestrai depends on through the SDKs' `[aiohttp]` extras). We use it by
+default because the SDKs' default httpx/httpcore pool does not scale to hundreds of calls in flight:
+it walks every connection on each request (O(connections) per call) and keeps at most 100 idle
+connections, so a second wave of 1,000 calls opens ~900 new ones. aiohttp's connector keeps every
+released connection (up to its limit) for reuse and takes one from a queue without scanning the
+others. benchmarks/RESULTS.md ("http") has the figures.
 
 `ORCHESTRAI_HTTP_TRANSPORT=httpx` selects the SDK's default client instead (an escape hatch, and what
 the benchmark compares against); without aiohttp installed that is what happens anyway.

@@ -46,7 +46,8 @@ class Engineer:
             details["note"] = "dry run: nothing was written"
             return codebase.output(view_tokens=None, dry_run=True)
         prepare_workspace(codebase.workspace)  # before the model call: a wrong folder costs nothing
-        parsed, report = await self._write_answer(ctx, messages, ConfinedWriter(codebase.workspace, options.write_limits()))
+        writer = ConfinedWriter(codebase.workspace, options.write_limits())
+        parsed, report = await self._write_answer(ctx, messages, writer)
         if not (report.written or report.unchanged):
             problems = answer_feedback(parsed, report) or "- the answer held no labelled code block"
             raise ModuleError(f"step {ctx.step.id!r}: no file could be written from the model's answer: "

@@ -26,7 +26,8 @@ KNOWN_NAMES = frozenset({"Makefile", "Dockerfile", "LICENSE", "Procfile", "Justf
 EXTENSION = re.compile(r"\.[A-Za-z0-9_+-]{1,12}$")
 LABEL_PREFIX = re.compile(r"(?i)^(?:\*\*|__)?(?:file\s*name|filename|file|path)\s*:\s*(?:\*\*|__)?\s*")
 INFO_KEY = re.compile(r"""(?i)^(?:title|file|filename|path)=["']?([^"']+)["']?$""")
-MARKER = re.compile(r"""(?i)^\s*(?:#|//|--|;|<!--|/\*)\s*(?:file\s*name|filename|file|path)\s*:\s*(\S+?)\s*(?:-->|\*/)?\s*$""")
+MARKER = re.compile(r"""(?i)^\s*(?:#|//|--|;|<!--|/\*)\s*"""  # a comment opener, then the label and the path
+                    r"""(?:file\s*name|filename|file|path)\s*:\s*(\S+?)\s*(?:-->|\*/)?\s*$""")
 DESCRIPTION = re.compile(r"^(?:\(.*\)|[-–—:].*)$")
 
 
@@ -170,7 +171,10 @@ def _path_of(block: _Block) -> tuple[str | None, str]:
 
 
 def info_path(info: str) -> str | None:
-    """A path in a fence's info string: ``python main.py``, ``main.py``, ``python title="main.py"``, ``python:main.py``."""
+    """A path in a fence's info string.
+
+    As in ``python main.py``, ``main.py``, ``python title="main.py"``, ``python:main.py``.
+    """
     tokens = info.split()
     if not tokens:
         return None

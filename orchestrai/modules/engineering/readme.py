@@ -33,7 +33,8 @@ class CreateReadme:
         if dry_run:
             return codebase.output(view_tokens=None, readme=None)
         text = strip_outer_fence(completion.text)
-        report = ConfinedWriter(codebase.workspace, options.write_limits()).write([AnswerFile(README, text, 0, "answer")])
+        writer = ConfinedWriter(codebase.workspace, options.write_limits())
+        report = writer.write([AnswerFile(README, text, 0, "answer")])
         if report.refused:
             raise ModuleError(f"step {ctx.step.id!r}: {README} was not written: {report.refused[0].reason}",
                               hint="options.max_file_kb raises the size limit")

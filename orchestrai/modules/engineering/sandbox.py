@@ -15,6 +15,7 @@ network. See the README's safety model.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import selectors
@@ -85,7 +86,8 @@ class Execution:
         """One line: the command and how it ended."""
         if self.timed_out:
             return f"`{self.command}` was killed after the {self.limits.timeout_s:g} s timeout"
-        how = f"killed by signal {-self.exit_code}" if self.exit_code and self.exit_code < 0 else f"exited {self.exit_code}"
+        how = f"killed by signal {-self.exit_code}" if self.exit_code and self.exit_code < 0 \
+            else f"exited {self.exit_code}"
         limit = f" ({self.limit_hit} limit)" if self.limit_hit else ""
         return f"`{self.command}` {how}{limit}"
 
@@ -130,7 +132,10 @@ def _path_without_our_venv(path: str) -> list[str]:
 
 def run_sandboxed(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], limits: Limits,
                   shown_as: str | None = None, stop: threading.Event | None = None) -> Execution:
-    """Run `argv` under `limits`; `stop` (set from another thread) kills it early. Never raises for the program's faults."""
+    """Run `argv` under `limits`; `stop` (set from another thread) kills it early.
+
+    Never raises for the program's faults.
+    """
     rlimits = _rlimits(limits)
     started = time.monotonic()
     proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -197,10 +202,8 @@ def _has_exited(pid: int) -> bool:
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """Kill the program and everything left in its process group, then reap it."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()
 
 

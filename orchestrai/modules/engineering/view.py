@@ -106,7 +106,8 @@ def _choose(sections: list[_Section], budget: int, focus: tuple[str, ...]) -> di
             break
         used -= estimate_tokens(chosen[section.path])
         chosen[section.path] = ""
-    ranked = sorted(sections, key=lambda s: (s.path not in focus, focus.index(s.path) if s.path in focus else 0, s.size))
+    ranked = sorted(sections, key=lambda s: (s.path not in focus, focus.index(s.path) if s.path in focus else 0,
+                                             s.size))
     for section in ranked:
         extra = estimate_tokens(section.full) - estimate_tokens(chosen[section.path] or "")
         if used + extra <= budget:

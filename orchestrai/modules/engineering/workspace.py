@@ -88,9 +88,13 @@ def resolve_workspace(ctx: StepContext, option: str | None) -> Path:
 
 
 def prepare_workspace(path: Path) -> Path:
-    """Create the workspace (and its .orchestrai/); refuse a folder that already holds files orchestrai did not write."""
+    """Create the workspace (and its .orchestrai/).
+
+    Refuses a folder that already holds files orchestrai did not write.
+    """
     if path.exists() and not path.is_dir():
-        raise ModuleError(f"the workspace {path} exists and is not a folder", hint="choose another path with --workspace")
+        raise ModuleError(f"the workspace {path} exists and is not a folder",
+                          hint="choose another path with --workspace")
     if path.is_dir() and any(path.iterdir()) and not _is_marked(path):
         raise ModuleError(f"the workspace {path} already holds files that orchestrai did not write",
                           hint="choose a new or empty folder with --workspace (orchestrai overwrites files there)")

@@ -11,6 +11,7 @@ reported with its reason; the rest of the answer is still written.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -224,10 +225,8 @@ def _replace(folder: int, name: str, data: bytes) -> None:
             handle.write(data)
         os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temporary, dir_fd=folder)
-        except OSError:
-            pass
         raise
 
 
