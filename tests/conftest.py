@@ -40,6 +40,16 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def install_distribution(site: Path, name: str, entry_points: str, module: str | None = None) -> Path:
+    """A distribution as pip leaves it on sys.path: NAME-1.0.dist-info (METADATA, entry_points.txt) and its code."""
+    dist = site / f"{name}-1.0.dist-info"
+    write(dist / "METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    write(dist / "entry_points.txt", entry_points)
+    if module is not None:
+        write(site / f"{name}.py", module)
+    return site
+
+
 @pytest.fixture
 def fake_server():
     with FakeLLMServer() as server:

@@ -7,11 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import write
+from conftest import install_distribution, write
 from helpers import run_library
 from rich.console import Console
 from test_cli import cli
-from test_startup_imports import fake_distribution
 
 from orchestrai.cli.render import modules_table
 from orchestrai.engine.runner import start_inputs_needed
@@ -32,7 +31,7 @@ PLUGIN = """
 def plugin_env(tmp_path: Path, names: list[str]) -> Path:
     """A fake installed distribution declaring `names` as orchestrai.modules plugins."""
     lines = "".join(f"{name} = fakeplugin:run\n" for name in names)
-    return fake_distribution(tmp_path / "site", "fakeplugin", f"[{ENTRY_POINT_GROUP}]\n{lines}", PLUGIN)
+    return install_distribution(tmp_path / "site", "fakeplugin", f"[{ENTRY_POINT_GROUP}]\n{lines}", PLUGIN)
 
 
 def test_a_project_module_wins_over_the_builtin_of_its_name(project: Path) -> None:

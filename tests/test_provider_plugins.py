@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write
+from conftest import install_distribution, write
 
 from orchestrai.api import PROVIDER_ENTRY_POINT_GROUP
 from orchestrai.providers import registry
@@ -38,16 +38,6 @@ SHOUT_PROVIDER = '''
 
     PROVIDER_TYPE = ProviderType(create=ShoutProvider, free=True, requires_key=False, default_model="loud-1")
     '''
-
-
-def install_distribution(site: Path, name: str, entry_points: str, module: str | None = None) -> Path:
-    """A distribution as pip leaves it on sys.path: NAME-1.0.dist-info (METADATA, entry_points.txt) and its code."""
-    dist = site / f"{name}-1.0.dist-info"
-    write(dist / "METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    write(dist / "entry_points.txt", entry_points)
-    if module is not None:
-        write(site / f"{name}.py", module)
-    return site
 
 
 def cli(project: Path, *args: str, site: Path | None = None) -> subprocess.CompletedProcess[str]:

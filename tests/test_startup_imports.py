@@ -12,7 +12,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import pytest
-from conftest import REPO, write
+from conftest import REPO, install_distribution, write
 
 from orchestrai.api import PROVIDER_ENTRY_POINT_GROUP
 from orchestrai.cli import app as cli_app
@@ -279,15 +279,6 @@ def test_defaults_without_a_config_file_equal_a_validated_empty_config(tmp_path:
 # ---------------------------------------------------------------- plugins: the cheap look against importlib.metadata
 
 
-def fake_distribution(folder: Path, name: str, entry_points_txt: str, module_source: str | None = None) -> Path:
-    dist = folder / f"{name}-1.0.dist-info"
-    write(dist / "METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    write(dist / "entry_points.txt", entry_points_txt)
-    if module_source is not None:
-        write(folder / f"{name}.py", module_source)
-    return folder
-
-
 PLUGIN_SOURCE = """
     async def run(ctx, inputs):
         return inputs["request"].upper()
@@ -305,7 +296,7 @@ def test_no_plugin_installed_gives_what_importlib_metadata_gives() -> None:
 
 
 def test_an_installed_plugin_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    site = fake_distribution(tmp_path / "site", "shoutplugin",
+    site = install_distribution(tmp_path / "site", "shoutplugin",
                              f"[{ENTRY_POINT_GROUP}]\nshout_plugin = shoutplugin:run\n", PLUGIN_SOURCE)
     assert ENTRY_POINT_GROUP not in declared_entry_point_groups(ENTRY_POINT_GROUP)
     monkeypatch.syspath_prepend(str(site))
@@ -317,7 +308,7 @@ def test_an_installed_plugin_is_found(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_an_installed_plugin_is_found_by_the_cli(project: Path, tmp_path: Path) -> None:
-    site = fake_distribution(tmp_path / "site", "shoutplugin",
+    site = install_distribution(tmp_path / "site", "shoutplugin",
                              f"[{ENTRY_POINT_GROUP}]\nshout_plugin = shoutplugin:run\n", PLUGIN_SOURCE)
     write(project / "shout.yml", """
         pipeline:
@@ -340,7 +331,7 @@ def test_an_installed_plugin_is_found_by_the_cli(project: Path, tmp_path: Path) 
 
 def test_the_cheap_look_is_conservative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A group named anywhere in a distribution's entry points counts; so does a path it cannot read.
-    mentioned = fake_distribution(tmp_path / "a", "other", "[console_scripts]\nx = orchestrai.modules.x:main\n")
+    mentioned = install_distribution(tmp_path / "a", "other", "[console_scripts]\nx = orchestrai.modules.x:main\n")
     monkeypatch.syspath_prepend(str(mentioned))
     assert ENTRY_POINT_GROUP in declared_entry_point_groups(ENTRY_POINT_GROUP)
     monkeypatch.undo()
@@ -371,7 +362,7 @@ def test_pydantic_plugin_search_skipped_only_when_no_distribution_declares_one(t
     assert _loader._plugins == {} and list(_loader.get_plugins()) == []
 
     monkeypatch.setattr(_loader, "_plugins", None)
-    site = fake_distribution(tmp_path / "site", "watcher", "[pydantic]\nw = watcher:plugin\n")
+    site = install_distribution(tmp_path / "site", "watcher", "[pydantic]\nw = watcher:plugin\n")
     monkeypatch.syspath_prepend(str(site))
     skip_pydantic_plugin_scan()
     assert _loader._plugins is None  # pydantic looks for itself
