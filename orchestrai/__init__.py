@@ -6,8 +6,9 @@ The public API is listed in `__all__`. Names are imported on first use, so `impo
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import Any
+
+from .lazy import lazy_attribute
 
 __version__ = "0.1.0"
 
@@ -46,8 +47,4 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'orchestrai' has no attribute {name!r}")
+    return lazy_attribute(globals(), _EXPORTS, name)

@@ -10,8 +10,9 @@ The engine implements these; it is not part of the contract.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+from ..lazy import lazy_attribute
 
 if TYPE_CHECKING:
     from ..errors import (
@@ -124,11 +125,7 @@ _EXPORTS = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'orchestrai.api' has no attribute {name!r}")
+    return lazy_attribute(globals(), _EXPORTS, name)
 
 
 __all__ = [
