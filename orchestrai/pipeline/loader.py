@@ -17,6 +17,7 @@ from ..modules.base import ModuleInfo, ModuleRegistry
 from ..schema_errors import problems_from_validation_error
 from ..yamlsrc import YamlDoc, load_yaml
 from .graph import PipelineGraph, find_cycle, wire_steps
+from .output_schema import SchemaReader, declared_schema
 from .spec import Pipeline, PipelineHeader, Step, StepSpec
 
 
@@ -34,6 +35,7 @@ class _Checker:
         # 10,000-step validation).
         self.local_default = self.config.uses_local_default
         self.known_providers = self.config.provider_names()
+        self.schemas = SchemaReader(self.doc, self.config.base_dir)
 
     def location(self, loc: tuple[Any, ...]) -> Location:
         return Location(self.doc.path, self.doc.line_of(loc))
@@ -123,12 +125,17 @@ def _check_steps(check: _Checker, items: list[Any], header: PipelineHeader | Non
         settings = merge_model_configs(base, defaults, spec.settings.settings() if spec.settings else None)
         step_id = spec.id or spec.output_name
         inferred = _resolve_model(check, loc, step_id, settings)
+        schema = None
+        if spec.output_schema is not None:
+            schema, problems = check.schemas.read(loc, step_id, spec.output_schema)
+            check.problems += problems
         steps.append(Step(id=step_id, module=spec.module, output_name=spec.output_name, inputs=tuple(spec.inputs),
                           supplement=spec.supplement, model_settings=settings, options=spec.options,
                           location=check.location(loc), index=index, provider_inferred=inferred,
                           optional_inputs=tuple(spec.optional_inputs), critical=spec.critical, priority=spec.priority,
                           retry=spec.retry, timeout_s=spec.timeout_s, max_cost_usd=spec.max_cost_usd, cache=spec.cache,
-                          fallbacks=_resolve_fallbacks(check, loc, step_id, spec)))
+                          fallbacks=_resolve_fallbacks(check, loc, step_id, spec),
+                          output_schema=schema, output_retries=spec.output_retries))
     return steps, broken_outputs
 
 
@@ -192,7 +199,7 @@ def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[st
     # Once per module name, not per step: resolving looks at the file system, and a prompt's
     # template is parsed once however many steps use it.
     infos: dict[str, ModuleInfo | None] = {}
-    for step in steps:
+    for position, step in enumerate(steps):
         loc = ("pipeline", step.index)
         if step.module not in infos:
             infos[step.module] = check.registry.resolve(step.module)
@@ -206,19 +213,23 @@ def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[st
                     check.add((*loc, key, position), f"step {step.id!r} needs {name!r}, which no step produces",
                               f"add a step with output_name: {name}, or fix the spelling")
         if info is not None:
-            _check_module(check, loc, step)
+            steps[position] = _check_module(check, loc, step)
 
 
-def _check_module(check: _Checker, loc: tuple[Any, ...], step: Step) -> None:
+def _check_module(check: _Checker, loc: tuple[Any, ...], step: Step) -> Step:
     """Load the step's module (once per registry) and let it check the step: a prompt its template."""
     try:
         module = check.registry.instance(step.module)
     except OrchestraiError as exc:
         check.add((*loc, "module"), f"step {step.id!r}: {exc.message}", exc.hint)
-        return
+        return step
     except Exception as exc:  # noqa: BLE001 - a project's module that fails to import is the user's to fix
         check.add((*loc, "module"), f"step {step.id!r}: module {step.module!r} failed to load: "
                   f"{type(exc).__name__}: {exc}", "fix the module's code")
-        return
+        return step
+    if step.output_schema is None and getattr(module, "output_schema", None) is not None:
+        step, problems = declared_schema(step, module)  # a Python module's own, for steps that set none
+        check.problems += problems
     if isinstance(module, ChecksSteps):
         check.problems += module.check(step)
+    return step
