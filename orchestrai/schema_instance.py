@@ -67,7 +67,10 @@ def _object(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int) -> d
 
 def _array(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int) -> list[Any]:
     prefix = list(schema.get("prefixItems") or [])
-    count = max(int(schema.get("minItems", 0)), len(prefix) if schema.get("minItems") else 0)
+    # One item at least, when allowed: a dry run's templates and later steps then have an item to read.
+    count = max(int(schema.get("minItems", 0)), 1 if schema.get("maxItems", 1) else 0)
+    if schema.get("items") is False:
+        count = min(count, len(prefix))
     items = schema.get("items", {})
     values = [example_instance(prefix[i] if i < len(prefix) else items, root, depth + 1) for i in range(count)]
     if schema.get("uniqueItems") and len({repr(v) for v in values}) < len(values):

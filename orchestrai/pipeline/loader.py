@@ -199,7 +199,7 @@ def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[st
     # Once per module name, not per step: resolving looks at the file system, and a prompt's
     # template is parsed once however many steps use it.
     infos: dict[str, ModuleInfo | None] = {}
-    for position, step in enumerate(steps):
+    for number, step in enumerate(steps):
         loc = ("pipeline", step.index)
         if step.module not in infos:
             infos[step.module] = check.registry.resolve(step.module)
@@ -213,7 +213,7 @@ def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[st
                     check.add((*loc, key, position), f"step {step.id!r} needs {name!r}, which no step produces",
                               f"add a step with output_name: {name}, or fix the spelling")
         if info is not None:
-            steps[position] = _check_module(check, loc, step)
+            steps[number] = _check_module(check, loc, step)
 
 
 def _check_module(check: _Checker, loc: tuple[Any, ...], step: Step) -> Step:
