@@ -148,7 +148,7 @@ class StepContext:
         if schema is None:
             raise ModuleError(f"{self.step.location}: step {self.step.id!r}: complete_structured needs a schema",
                               hint="set output_schema on the step, or pass schema=")
-        value = await structured_call(self, messages, schema, overrides)
+        value = await structured_call(self._call, self.step, self.record, messages, schema, overrides)
         self._structured = value
         return value
 

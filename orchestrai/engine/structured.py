@@ -7,30 +7,32 @@ the answer on their side, and a provider that ignores the key is validated all t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from .. import schemas
-from ..api import Message
+from ..api import Completion, Message, StepRecord
 from ..errors import ModuleError
 from ..pipeline.spec import Step
 
-if TYPE_CHECKING:
-    from .context import StepContext
+Call = Callable[[list[Message], dict[str, Any]], Awaitable[Completion]]  # StepContext's one call, unrecorded
 
 ANSWER_EXCERPT = 500  # characters of each answer kept in details["output_attempts"]
 
 
-async def structured_call(ctx: StepContext, messages: list[Message], schema: Mapping[str, Any],
-                          overrides: dict[str, Any]) -> Any:
-    """The parsed, validated answer; after `output_retries` corrections, the step's ModuleError."""
-    step = ctx.step
+async def structured_call(call: Call, step: Step, record: StepRecord, messages: list[Message],
+                          schema: Mapping[str, Any], overrides: dict[str, Any]) -> Any:
+    """The parsed, validated answer; after `output_retries` corrections, the step's ModuleError.
+
+    `call` makes one call as `StepContext.complete` does, without recording the messages (done here,
+    so a correction's conversation is not logged twice).
+    """
     settings = {**overrides, "output_schema": schema}
-    attempts: list[dict[str, Any]] = ctx.details.setdefault("output_attempts", [])
+    attempts: list[dict[str, Any]] = record.details.setdefault("output_attempts", [])
     conversation = list(messages)
-    ctx.record.messages.extend([{"role": m.role, "content": m.content} for m in messages])
+    record.messages.extend([{"role": m.role, "content": m.content} for m in messages])
     for attempt in range(1, step.output_retries + 2):
-        completion = await ctx._call(conversation, settings)
+        completion = await call(conversation, settings)
         value, problem = schemas.parse_answer(completion.text)
         issue = schemas.validate(value, schema) if problem is None else None
         error = problem or (f"at {issue.json_path}: {issue.message}" if issue is not None else None)
@@ -40,7 +42,7 @@ async def structured_call(ctx: StepContext, messages: list[Message], schema: Map
         if attempt > step.output_retries:
             break
         feedback = [Message("assistant", completion.text), Message("user", correction(error))]
-        ctx.record.messages.extend([{"role": m.role, "content": m.content} for m in feedback])
+        record.messages.extend([{"role": m.role, "content": m.content} for m in feedback])
         conversation += feedback
     tried = f" (after {len(attempts)} answers)" if len(attempts) > 1 else ""
     reason = mismatch_message(step, issue) if issue is not None else (
