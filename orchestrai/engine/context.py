@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,10 +161,15 @@ class StepContext:
             raise ModuleError(mismatch_message(self.step, issue), hint="the module returned a value that does "
                               "not match the step's output_schema")
 
-    async def _call(self, messages: list[Message], overrides: dict[str, Any]) -> Completion:
+    def _call(self, messages: list[Message], overrides: dict[str, Any]) -> Coroutine[Any, Any, Completion]:
+        """The call's coroutine, not awaited here: a plain call awaits `_complete_with` itself, with no
+        coroutine layer added in between (the engine is measured per step)."""
         primary = {**self.step.model_settings, **overrides} if overrides else self.step.model_settings
         if not self.step.fallbacks:
-            return await self._complete_with(primary, messages)
+            return self._complete_with(primary, messages)
+        return self._with_fallbacks(primary, messages)
+
+    async def _with_fallbacks(self, primary: dict[str, Any], messages: list[Message]) -> Completion:
         candidates = [primary, *({**primary, **fallback} for fallback in self.step.fallbacks)]
         for position, settings in enumerate(candidates):
             try:
