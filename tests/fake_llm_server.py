@@ -90,7 +90,14 @@ Replies when nothing is queued: ``default_reply`` if set, else
 ``"reply to <model>: <first 60 chars of the last user message>"``. Default usage: prompt tokens =
 characters of the system prompt and all message contents // 4, completion tokens =
 ``len(reply) // 4``, each at least 1. The finish reason is always ``"stop"`` / ``"end_turn"``
-(``max_tokens`` is not enforced), and there are no tool calls.
+(``max_tokens`` is not enforced), and there are no tool calls, except for structured outputs:
+
+* OpenAI ``response_format`` (``json_schema``) is recorded with the request (``.response_format``)
+  and answered with the scripted text as the message content, streamed or not.
+* Anthropic: a non-streamed request whose ``tool_choice`` forces a tool (``{"type": "tool", "name"}``)
+  of ``tools`` is answered with one ``tool_use`` content block for that tool whose ``input`` is the
+  scripted text parsed as JSON, ``stop_reason`` ``"tool_use"``. Scripted text that is not a JSON
+  object is sent as a text block instead (``end_turn``), as a model that refuses would.
 
 Notes on the SDKs (openai 3.x on httpx2, anthropic 2.x)
 -------------------------------------------------------
@@ -250,6 +257,21 @@ class RecordedRequest:
     @property
     def stream(self) -> bool:
         return bool(self.body.get("stream", False))
+
+    @property
+    def response_format(self) -> dict | None:
+        value = self.body.get("response_format")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def forced_tool(self) -> str | None:
+        """The tool an Anthropic request forces with ``tool_choice: {type: tool, name}``, if it is in ``tools``."""
+        choice = self.body.get("tool_choice")
+        if not isinstance(choice, dict) or choice.get("type") != "tool":
+            return None
+        tools = self.body.get("tools")
+        names = {t.get("name") for t in tools if isinstance(t, dict)} if isinstance(tools, list) else set()
+        return choice.get("name") if choice.get("name") in names else None
 
     @property
     def last_user_text(self) -> str:
@@ -612,7 +634,11 @@ class FakeLLMServer:
             if record.stream:
                 self._send_sse(h, self._anthropic_stream(model, text, prompt_tokens, completion_tokens), extra)
             else:
-                self._send_json(h, 200, self._anthropic_message(model, text, prompt_tokens, completion_tokens), extra)
+                message = self._anthropic_message(model, text, prompt_tokens, completion_tokens)
+                tool = record.forced_tool
+                if tool is not None:
+                    self._use_tool(message, tool, text)
+                self._send_json(h, 200, message, extra)
 
     @staticmethod
     def _validation_error(api: str, record: RecordedRequest, body_ok: bool) -> str | None:
@@ -733,6 +759,17 @@ class FakeLLMServer:
             "output_tokens": output_tokens,
             "service_tier": "standard",
         }
+
+    @staticmethod
+    def _use_tool(message: dict, tool: str, text: str) -> None:
+        """Turn a message into a call of the forced ``tool`` with ``text`` (JSON) as its input."""
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return
+        if isinstance(value, dict):
+            message["content"] = [{"type": "tool_use", "id": f"toolu_01{_rand(22)}", "name": tool, "input": value}]
+            message["stop_reason"] = "tool_use"
 
     def _anthropic_message(self, model: str, text: str, input_tokens: int, output_tokens: int) -> dict:
         return {

@@ -432,3 +432,60 @@ def test_stop_strings_are_cut_and_never_streamed() -> None:
     for piece in ("é".encode()[:1], "é".encode()[1:]):  # one character split over two tokens
         split.add(piece)
     assert split.finish() == "é" and "".join(shown) == "é"
+
+
+TOPICS_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["topics"],
+                 "properties": {"topics": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                                           "maxItems": 3}}}
+
+
+@real_model
+def test_the_grammar_makes_the_embedded_model_answer_schema_valid_json() -> None:
+    """SmolLM2-135M follows the schema with the grammar; without it, its answers are not even that JSON."""
+    import jsonschema
+
+    provider = local.LocalProvider()
+    messages = [Message("system", "List topics for the request as JSON."), Message("user", "A blog post about bees")]
+
+    def valid(text: str) -> bool:
+        try:
+            jsonschema.validate(json.loads(text), TOPICS_SCHEMA)
+        except (ValueError, jsonschema.ValidationError):
+            return False
+        return True
+
+    async def answers(schema: dict[str, Any] | None) -> list[str]:
+        texts = []
+        for seed in range(3):
+            settings: dict[str, Any] = {"model": "smollm2", "max_tokens": 48, "seed": seed}
+            if schema is not None:
+                settings["output_schema"] = schema
+            texts.append((await provider.complete(messages, settings)).text)
+        return texts
+
+    async def both() -> tuple[list[str], list[str]]:
+        try:
+            return await answers(TOPICS_SCHEMA), await answers(None)
+        finally:
+            await provider.aclose()
+
+    constrained, free = asyncio.run(both())
+    assert all(valid(text) for text in constrained), constrained
+    assert not any(valid(text) for text in free), free  # what the grammar is for
+
+
+@real_model
+def test_a_structured_step_runs_on_the_local_model(project: Path) -> None:
+    write(project / "system_prompts" / "topics.md", "List topics for the request as JSON.\n")
+    write(project / "pipelines" / "s.yml", f"""
+        pipeline:
+          - {{module: start_module, output_name: request}}
+          - module: topics
+            inputs: [request]
+            output_name: plan
+            output_schema: {json.dumps(TOPICS_SCHEMA)}
+            model_config: {{provider: local, model: smollm2, max_tokens: 48, seed: 1}}
+        """)
+    result, _ = run_library(project / "pipelines" / "s.yml", inputs={"request": "A blog post about bees"})
+    assert result.status == "completed", [r.error for r in result.records]
+    assert isinstance(result.outputs["plan"]["topics"], list) and result.outputs["plan"]["topics"]

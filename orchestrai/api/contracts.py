@@ -18,7 +18,15 @@ MODULE_ENTRY_POINT_GROUP = "orchestrai.modules"
 
 class Provider(Protocol):
     """Anything that can answer a list of messages. `settings` is the step's model_config (provider and
-    model included); keys it does not know it passes to its API or ignores."""
+    model included); keys it does not know it passes to its API or ignores.
+
+    Structured outputs: for a step with an `output_schema`, `settings["output_schema"]` holds the JSON
+    Schema (a dict) the answer must match. A provider that can constrain its answer does so (the
+    built-ins: OpenAI `response_format`, an Anthropic forced tool, a llama.cpp grammar, echo a generated
+    instance) and returns the JSON as `Completion.text`; one that does not know the key ignores it (it
+    must not forward it to its API as is). Either way the engine parses and validates the text and
+    sends a wrong answer back to be corrected, so a provider never has to validate.
+    """
 
     name: str
 
@@ -83,6 +91,15 @@ class StepContext(Protocol):
     async def complete(self, messages: list[Message], **overrides: Any) -> Completion:
         """Call the step's model (settings overridable per call): cache, budget, rate limits, retries,
         fallbacks, accounting and events all apply."""
+        ...
+
+    async def complete_structured(self, messages: list[Message], schema: Mapping[str, Any] | None = None,
+                                  **overrides: Any) -> Any:
+        """Call the step's model for a JSON value matching `schema` (default: the step's `output_schema`)
+        and return that value, parsed and validated. A wrong answer is sent back with the validator's
+        message, up to the step's `output_retries` times; then a ModuleError naming the step and the
+        JSON path. Every call goes through `complete`'s path; the answers are in
+        `details["output_attempts"]`."""
         ...
 
     def notice(self, text: str) -> None:

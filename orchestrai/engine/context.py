@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import api
+from .. import api, schemas
 from ..api import (
     CallFinished,
     Completion,
@@ -27,7 +27,7 @@ from ..api import (
     TokenCallback,
 )
 from ..config import Config
-from ..errors import ProviderError
+from ..errors import ModuleError, ProviderError
 from ..modules.base import ModuleRegistry
 from ..pipeline.graph import PipelineGraph
 from ..pipeline.spec import Step
@@ -39,6 +39,7 @@ from .events import EventBus
 from .options import RunOptions
 from .ratelimit import RateLimits, SlidingWindowLimiter
 from .redact import Redactor, provider_keys
+from .structured import mismatch_message, structured_call
 
 
 @dataclass
@@ -110,6 +111,7 @@ class StepContext:
     step: Step
     run: RunContext
     record: StepRecord
+    _structured: Any = field(default=None, repr=False)  # the value complete_structured last returned
 
     @property
     def run_id(self) -> str:
@@ -137,9 +139,37 @@ class StepContext:
         """Call the step's model (settings overridable per call); fall back to `fallback_models` in order."""
         # Not dataclasses.asdict: its recursive deep copy was a tenth of a step's cost, for two strings.
         self.record.messages.extend([{"role": m.role, "content": m.content} for m in messages])
+        return await self._call(messages, overrides)
+
+    async def complete_structured(self, messages: list[Message], schema: Mapping[str, Any] | None = None,
+                                  **overrides: Any) -> Any:
+        """The model's answer as a JSON value matching `schema` (default: the step's output_schema)."""
+        schema = schema if schema is not None else self.step.output_schema
+        if schema is None:
+            raise ModuleError(f"{self.step.location}: step {self.step.id!r}: complete_structured needs a schema",
+                              hint="set output_schema on the step, or pass schema=")
+        value = await structured_call(self._call, self.step, self.record, messages, schema, overrides)
+        self._structured = value
+        return value
+
+    def check_output(self, output: Any) -> None:
+        """Raise the step's ModuleError unless `output` matches the step's output_schema (the module's return)."""
+        if self.step.output_schema is None or output is self._structured:  # complete_structured checked it
+            return
+        issue = schemas.validate(output, self.step.output_schema)
+        if issue is not None:
+            raise ModuleError(mismatch_message(self.step, issue), hint="the module returned a value that does "
+                              "not match the step's output_schema")
+
+    def _call(self, messages: list[Message], overrides: dict[str, Any]) -> Coroutine[Any, Any, Completion]:
+        """The call's coroutine, not awaited here: a plain call awaits `_complete_with` itself, with no
+        coroutine layer added in between (the engine is measured per step)."""
         primary = {**self.step.model_settings, **overrides} if overrides else self.step.model_settings
         if not self.step.fallbacks:
-            return await self._complete_with(primary, messages)
+            return self._complete_with(primary, messages)
+        return self._with_fallbacks(primary, messages)
+
+    async def _with_fallbacks(self, primary: dict[str, Any], messages: list[Message]) -> Completion:
         candidates = [primary, *({**primary, **fallback} for fallback in self.step.fallbacks)]
         for position, settings in enumerate(candidates):
             try:

@@ -34,6 +34,8 @@ class Fingerprints:
         material = {"module": step.module, "prompt": self._prompt_hash(step.module), "settings": step.model_settings,
                     "supplement": step.supplement, "options": step.options, "fallbacks": step.fallbacks,
                     "extra": extra}
+        if step.output_schema is not None:  # only then: fingerprints of steps without one stay as they were
+            material["output_schema"] = step.output_schema
         return hashlib.sha256(orjson.dumps(material, default=str, option=_CANONICAL)).hexdigest()[:32]
 
     def _prompt_hash(self, module: str) -> str:

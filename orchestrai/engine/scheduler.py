@@ -107,7 +107,10 @@ class Scheduler:
                     record.details["rerun_because"] = verdict.reason
                 if self._announce_starts:
                     self.run.bus.emit(StepStarted(step_id, step.module, record.started_at))
-                output = await module.run(StepContext(step, self.run, record), inputs)
+                ctx = StepContext(step, self.run, record)
+                output = await module.run(ctx, inputs)
+                if step.output_schema is not None:
+                    ctx.check_output(output)
         except asyncio.CancelledError:
             self._running.pop(step_id, None)
             raise  # _interrupt records these

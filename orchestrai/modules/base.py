@@ -219,6 +219,8 @@ def _file_loader(path: Path) -> Callable[[], Module]:
         if obj is None:
             raise PipelineError(f"{path}: defines neither `async def run(ctx, inputs)` nor `module = ...`",
                                 hint="see 'Writing a module' in the README")
+        if inspect.isfunction(obj) and getattr(code, "output_schema", None) is not None:
+            obj.output_schema = code.output_schema  # type: ignore[attr-defined]  # a file's schema, for its run
         return obj
 
     return _as_module_loader(load)
@@ -245,6 +247,8 @@ class FunctionModule:
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
+        # The JSON Schema its output matches, when the function (or its file) declares one.
+        self.output_schema: dict[str, Any] | None = getattr(fn, "output_schema", None)
 
     async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> Any:
         return await self.fn(ctx, inputs)

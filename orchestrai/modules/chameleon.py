@@ -23,8 +23,11 @@ class ChameleonModule:
         self.name = name
         self.path = path
 
-    async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> str:
+    async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> Any:
+        """The model's answer: its text, or with the step's `output_schema` the parsed JSON value."""
         messages = self.messages(inputs, supplement=ctx.step.supplement, step_id=ctx.step.id)
+        if ctx.step.output_schema is not None:
+            return await ctx.complete_structured(messages)
         completion = await ctx.complete(messages)
         return completion.text
 

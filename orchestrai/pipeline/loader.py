@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from ..modules.base import ModuleInfo, ModuleRegistry
 from ..schema_errors import problems_from_validation_error
 from ..yamlsrc import YamlDoc, load_yaml
 from .graph import PipelineGraph, find_cycle, wire_steps
+from .output_schema import SchemaReader, declared_schema
 from .spec import Pipeline, PipelineHeader, Step, StepSpec
 
 
@@ -35,6 +36,7 @@ class _Checker:
         # 10,000-step validation).
         self.local_default = self.config.uses_local_default
         self.known_providers = self.config.provider_names()
+        self.schemas = SchemaReader(self.doc, self.config.base_dir)
 
     def location(self, loc: tuple[Any, ...]) -> Location:
         return Location(self.doc.path, self.doc.line_of(loc))
@@ -125,12 +127,17 @@ def _check_steps(check: _Checker, items: list[Any], header: PipelineHeader | Non
         settings = merge_model_configs(base, defaults, spec.settings.settings() if spec.settings else None)
         step_id = spec.id or spec.output_name
         inferred = _resolve_model(check, loc, step_id, settings)
+        schema = None
+        if spec.output_schema is not None:
+            schema, problems = check.schemas.read(loc, step_id, spec.output_schema)
+            check.problems += problems
         steps.append(Step(id=step_id, module=spec.module, output_name=spec.output_name, inputs=tuple(spec.inputs),
                           supplement=spec.supplement, model_settings=settings, options=spec.options,
                           location=check.location(loc), index=index, provider_inferred=inferred,
                           optional_inputs=tuple(spec.optional_inputs), critical=spec.critical, priority=spec.priority,
                           retry=spec.retry, timeout_s=spec.timeout_s, max_cost_usd=spec.max_cost_usd, cache=spec.cache,
-                          fallbacks=_resolve_fallbacks(check, loc, step_id, spec)))
+                          fallbacks=_resolve_fallbacks(check, loc, step_id, spec),
+                          output_schema=schema, output_retries=spec.output_retries))
     return steps, broken_outputs
 
 
@@ -196,8 +203,8 @@ def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[st
     # Once per module name, not per step: resolving looks at the file system, and a prompt's
     # template is parsed once however many steps use it.
     infos: dict[str, ModuleInfo | None] = {}
-    checkers: dict[str, StepCheck | None] = {}
-    for step in steps:
+    loaded: dict[str, _Loaded | None] = {}
+    for number, step in enumerate(steps):
         loc = ("pipeline", step.index)
         if step.module not in infos:
             infos[step.module] = check.registry.resolve(step.module)
@@ -212,21 +219,32 @@ def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[st
                               f"add a step with output_name: {name}, or fix the spelling")
         if info is None:
             continue
-        if step.module not in checkers:  # the module's own check, found once per module name
-            checkers[step.module] = _module_check(check, loc, step)
-        step_check = checkers[step.module]
-        if step_check is not None:
-            check.problems += step_check(step)
+        if step.module not in loaded:  # the module's own check and schema, found once per module name
+            loaded[step.module] = _load_module(check, loc, step)
+        module = loaded[step.module]
+        if module is None:
+            continue
+        if step.output_schema is None and module.schema is not None:
+            steps[number] = step = replace(step, output_schema=module.schema)
+        if module.check is not None:
+            check.problems += module.check(step)
 
 
 StepCheck = Callable[[Step], list[Problem]]
 
 
-def _module_check(check: _Checker, loc: tuple[Any, ...], step: Step) -> StepCheck | None:
-    """Load the step's module and return its `check` (a prompt checks its template), or None.
+@dataclass
+class _Loaded:
+    """What validation needs of a module: its `check`, and the output_schema it declares (when valid)."""
 
-    A module that fails to load is reported here, at the first step that uses it. isinstance against
-    a runtime protocol costs microseconds: asked once per module, not once per step.
+    check: StepCheck | None
+    schema: dict[str, Any] | None
+
+
+def _load_module(check: _Checker, loc: tuple[Any, ...], step: Step) -> _Loaded | None:
+    """Load the step's module; a module that fails to load, or declares an invalid schema, is reported
+    here, at the first step that uses it. isinstance against a runtime protocol costs microseconds:
+    asked once per module, not once per step.
     """
     try:
         module = check.registry.instance(step.module)
@@ -237,4 +255,9 @@ def _module_check(check: _Checker, loc: tuple[Any, ...], step: Step) -> StepChec
         check.add((*loc, "module"), f"step {step.id!r}: module {step.module!r} failed to load: "
                   f"{type(exc).__name__}: {exc}", "fix the module's code")
         return None
-    return module.check if isinstance(module, ChecksSteps) else None
+    schema = None
+    if getattr(module, "output_schema", None) is not None:  # a Python module's own, for steps that set none
+        with_schema, problems = declared_schema(step, module)
+        check.problems += problems
+        schema = with_schema.output_schema
+    return _Loaded(module.check if isinstance(module, ChecksSteps) else None, schema)

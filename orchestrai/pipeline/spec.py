@@ -46,6 +46,11 @@ class StepSpec(BaseModel):
                                                  description="Tried in order once a model's retries are exhausted.")
     max_cost_usd: float | None = Field(None, gt=0, description="The most this step may spend.")
     cache: bool = Field(True, description="false: never answer this step's calls from the call cache.")
+    output_schema: dict[str, Any] | str | None = Field(
+        None, description="A JSON Schema (inline, or the path of a .json/.yml/.yaml file relative to the pipeline "
+                          "file): the step's output is the model's answer parsed as JSON and validated against it.")
+    output_retries: int = Field(2, ge=0, description="How often an answer that does not match output_schema is "
+                                                     "sent back with the validator's message and asked again.")
 
 
 class PipelineHeader(BaseModel):
@@ -87,6 +92,8 @@ class Step:
     max_cost_usd: float | None = None
     cache: bool = True
     provider_inferred: bool = False  # no provider was set: it was inferred from the model's name
+    output_schema: dict[str, Any] | None = field(default=None, hash=False, compare=False)  # the schema itself
+    output_retries: int = 2
 
     @property
     def all_inputs(self) -> tuple[str, ...]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from ..api import Completion, Message, ProviderSettings, ProviderType, TokenCallback, Usage
 from .base import fit_to_signature, provider_params, split_system
+from .schema_formats import TOOL_NAME, WRAPPED_KEY, anthropic_tool
 from .sdk_client import SDKProvider
 
 DEFAULT_MAX_TOKENS = 4096  # the Messages API requires max_tokens; this is our default when unset
@@ -27,6 +29,13 @@ class AnthropicProvider(SDKProvider):
                                    "messages": [{"role": m.role, "content": m.content} for m in conversation], **params}
         if system:
             request["system"] = system
+        schema = settings.get("output_schema")
+        wrapped = False
+        if schema is not None:  # a structured call: a forced tool whose input is the answer
+            tool, wrapped = anthropic_tool(schema)
+            request["tools"], request["tool_choice"] = [tool], {"type": "tool", "name": TOOL_NAME}
+            # Not streamed: a forced tool's input arrives as partial-JSON deltas, not text worth showing.
+            on_token = None
         started = time.perf_counter()
         try:
             if on_token is None:
@@ -41,6 +50,9 @@ class AnthropicProvider(SDKProvider):
         except self._sdk.APIError as exc:
             raise self._error(exc, model) from exc
         text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
+        if schema is not None:
+            # No tool call (a refusal): the text is validated instead, fails, and is sent back.
+            text = _tool_answer(response.content, wrapped) or text
         usage = Usage(int(response.usage.input_tokens or 0), int(response.usage.output_tokens or 0))
         return Completion(text, usage, response.model or model, self.name, time.perf_counter() - started, response.id)
 
@@ -51,3 +63,14 @@ def _create_provider(settings: ProviderSettings) -> AnthropicProvider:
 
 
 PROVIDER_TYPE = ProviderType(create=_create_provider, default_model="claude-haiku-4-5")
+
+
+def _tool_answer(content: list[Any], wrapped: bool) -> str | None:
+    """The forced tool's input as JSON text (unwrapped when the schema was wrapped), or None without one."""
+    for block in content:
+        if getattr(block, "type", "") == "tool_use" and getattr(block, "name", "") == TOOL_NAME:
+            value = block.input
+            if wrapped and isinstance(value, dict) and WRAPPED_KEY in value:
+                value = value[WRAPPED_KEY]
+            return json.dumps(value, ensure_ascii=False)
+    return None

@@ -7,8 +7,10 @@ from typing import Any
 
 from ..api import Message
 
-# Keys of a model_config that are ours, not parameters to send to the provider.
-OUR_KEYS = frozenset({"provider", "model"})
+# Keys of a model_config that are ours, not parameters to send to the provider. `output_schema` is
+# set by the engine for a structured call (the JSON Schema the answer must match): each built-in
+# provider turns it into its API's own form (response_format, a forced tool, a grammar).
+OUR_KEYS = frozenset({"provider", "model", "output_schema"})
 
 
 def provider_params(settings: dict[str, Any]) -> dict[str, Any]:

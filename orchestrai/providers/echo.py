@@ -6,16 +6,18 @@ It serves dry runs (what would be sent), tests and benchmarks (`latency_s` simul
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 from ..api import Completion, Message, ProviderSettings, ProviderType, TokenCallback, Usage
+from ..schema_instance import example_instance
 
 REPLY_CHARS = 200  # bounded so a long chain of echo steps does not grow without limit
 
 
 class EchoProvider:
-    """Replies `[echo <model>] <start of the last user message>`."""
+    """Replies `[echo <model>] <start of the last user message>`; to a structured call, an instance of the schema."""
 
     def __init__(self, name: str = "echo", *, latency_s: float = 0.0) -> None:
         self.name = name
@@ -33,7 +35,11 @@ class EchoProvider:
             if message.role == "user":
                 last_user = message.content
                 break
-        text = f"[echo {model}] {last_user[:REPLY_CHARS]}"
+        schema = settings.get("output_schema")
+        if schema is not None:  # a structured call: a deterministic instance of the schema, as JSON
+            text = json.dumps(example_instance(schema), ensure_ascii=False)
+        else:
+            text = f"[echo {model}] {last_user[:REPLY_CHARS]}"
         if on_token is not None:
             for word in text.split(" "):
                 on_token(word + " ")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import importlib.util
+import json
 import random
 import threading
 import time
@@ -136,6 +137,9 @@ class LocalProvider:
                        on_token: TokenCallback | None = None) -> Completion:
         model = str(settings.get("model") or "smollm2")
         _, call = split_settings(settings)
+        schema = settings.get("output_schema")
+        if schema is not None:  # a structured call: sampling can only produce JSON matching the schema
+            call["grammar"] = json_grammar(schema)
         loaded = self._loaded(settings) or await _in_thread(lambda cancel: self._model(settings))
         loop = asyncio.get_running_loop()
         sink = None if on_token is None else _threadsafe(loop, on_token)
@@ -190,6 +194,23 @@ def load_model(path: Path, options: dict[str, Any]) -> LoadedModel:
     else:
         format_chat = llama_chat_format.format_chatml
     return LoadedModel(llm, format_chat)
+
+
+_GRAMMARS: dict[str, Any] = {}  # schema JSON -> LlamaGrammar (only its text: reusable by every call)
+
+
+def json_grammar(schema: Mapping[str, Any]) -> Any:
+    """A llama.cpp grammar for `schema`; plain JSON when llama-cpp-python cannot translate the schema
+    (the engine still validates the answer and asks again)."""
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    text = json.dumps(schema, sort_keys=True)
+    if text not in _GRAMMARS:
+        try:
+            _GRAMMARS[text] = LlamaGrammar.from_json_schema(text, verbose=False)
+        except Exception:  # noqa: BLE001 - its converter raises bare Exceptions for keywords it lacks
+            _GRAMMARS[text] = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    return _GRAMMARS[text]
 
 
 def generate(loaded: LoadedModel, messages: list[Message], options: dict[str, Any],

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..api import Completion, Message, ProviderSettings, ProviderType, TokenCallback, Usage
 from .base import fit_to_signature, provider_params
+from .schema_formats import openai_response_format
 from .sdk_client import SDKProvider
 
 
@@ -21,6 +22,9 @@ class OpenAIProvider(SDKProvider):
         model = str(settings["model"])
         request = {"model": model, "messages": [{"role": m.role, "content": m.content} for m in messages],
                    **provider_params(settings)}
+        schema = settings.get("output_schema")
+        if schema is not None:  # a structured call: the API constrains the answer to the schema
+            request["response_format"] = openai_response_format(schema)
         started = time.perf_counter()
         try:
             if on_token is None:
