@@ -47,7 +47,9 @@ if TYPE_CHECKING:
         EVENT_TYPES,
         CallFinished,
         Event,
+        FanoutStarted,
         Hook,
+        LoopIteration,
         Notice,
         RunFinished,
         RunStarted,
@@ -81,6 +83,8 @@ _EXPORTS = {
     "EVENT_TYPES": "orchestrai.api.events",
     "ErrorKind": "orchestrai.errors",
     "Event": "orchestrai.api.events",
+    "FanoutStarted": "orchestrai.api.events",
+    "LoopIteration": "orchestrai.api.events",
     "FingerprintsSteps": "orchestrai.api.contracts",
     "Hook": "orchestrai.api.events",
     "InputError": "orchestrai.errors",
@@ -129,11 +133,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "EVENT_TYPES", "MODULE_ENTRY_POINT_GROUP", "PROVIDER_ENTRY_POINT_GROUP", "SUCCESS_STATUSES",
-    "CallFinished", "ChecksSteps", "Completion", "ConfigError", "ErrorKind", "Event", "FingerprintsSteps", "Hook",
-    "InputError", "Location", "Message", "MissingExtraError", "Module", "ModuleError", "ModuleKind", "Notice",
-    "OrchestraiError", "PipelineError", "PreflightsSteps", "Problem", "PromptError", "Provider", "ProviderError",
-    "ProviderSettings", "ProviderType", "Role", "RunFacts", "RunFinished", "RunStarted", "RunStatus",
-    "SelectiveHook", "Step", "StepContext", "StepEnded", "StepRecord", "StepRetrying", "StepStarted",
-    "StepStatus", "StepToken", "TokenCallback", "Totals", "Usage", "ValidationFailed",
+    "EVENT_TYPES", "MODULE_ENTRY_POINT_GROUP", "PROVIDER_ENTRY_POINT_GROUP", "SUCCESS_STATUSES", "CallFinished",
+    "ChecksSteps", "Completion", "ConfigError", "ErrorKind", "Event", "FanoutStarted", "FingerprintsSteps", "Hook",
+    "InputError", "Location", "LoopIteration", "Message", "MissingExtraError", "Module", "ModuleError", "ModuleKind",
+    "Notice", "OrchestraiError", "PipelineError", "PreflightsSteps", "Problem", "PromptError", "Provider",
+    "ProviderError", "ProviderSettings", "ProviderType", "Role", "RunFacts", "RunFinished", "RunStarted", "RunStatus",
+    "SelectiveHook", "Step", "StepContext", "StepEnded", "StepRecord", "StepRetrying", "StepStarted", "StepStatus",
+    "StepToken", "TokenCallback", "Totals", "Usage", "ValidationFailed",
 ]

@@ -32,6 +32,9 @@ class StepRecord:
     cache_hits: int = 0  # calls answered from the call cache
     # Module-specific facts for the log (e.g. debugger iterations).
     details: dict[str, Any] = field(default_factory=dict)
+    # The record this one is part of: a fan-out item's step ("findings" for "findings[3]"), a loop
+    # iteration's loop ("refine" for "refine#2/draft"), a sub-pipeline step's calling step.
+    parent: str | None = None
     # The fingerprint is computed on first read: a run that neither resumes nor keeps a log never
     # needs it, and hashing it was a tenth of a step's cost.
     fingerprint_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)
@@ -92,6 +95,23 @@ class StepStarted:
     step_id: str
     module: str
     at: float
+
+
+@dataclass(frozen=True)
+class FanoutStarted:
+    """A `foreach` step found its list: `total` items will run (as records `step_id[0]`, `step_id[1]`...)."""
+
+    step_id: str
+    total: int
+
+
+@dataclass(frozen=True)
+class LoopIteration:
+    """A loop began iteration `iteration` (1-based) of at most `max_iterations`."""
+
+    step_id: str
+    iteration: int
+    max_iterations: int
 
 
 @dataclass(frozen=True)
@@ -159,11 +179,12 @@ class RunFinished:
     message: str | None = None  # e.g. what a budget stop spent and what did not run
 
 
-Event = RunStarted | StepStarted | StepToken | CallFinished | StepRetrying | Notice | StepEnded | RunFinished
+Event = (RunStarted | StepStarted | StepToken | CallFinished | StepRetrying | Notice | StepEnded | RunFinished
+         | FanoutStarted | LoopIteration)
 
 
 EVENT_TYPES: tuple[type, ...] = (RunStarted, StepStarted, StepToken, CallFinished, StepRetrying, Notice, StepEnded,
-                                 RunFinished)
+                                 RunFinished, FanoutStarted, LoopIteration)
 
 
 @runtime_checkable

@@ -74,6 +74,7 @@ def step_json(record: StepRecord) -> dict[str, Any]:
         "fingerprint": record.fingerprint,
         "error": record.error,
         **({"details": record.details} if record.details else {}),
+        **({"parent": record.parent} if record.parent is not None else {}),
     }
 
 
