@@ -645,8 +645,8 @@ def test_schema_is_json_describing_the_pipeline_format(offline_runs: OfflineRuns
     assert proc.returncode == 0
     schema = json.loads(proc.stdout)
     assert "pipeline" in schema["properties"]
-    kinds = [schema["$defs"][ref["$ref"].rsplit("/", 1)[-1]] for ref in schema["properties"]["pipeline"]["items"]["anyOf"]]
-    step, loop = kinds  # a step, or a loop
+    refs = schema["properties"]["pipeline"]["items"]["anyOf"]
+    step, loop = [schema["$defs"][ref["$ref"].rsplit("/", 1)[-1]] for ref in refs]  # a step, or a loop
     assert "model_config" in step["properties"] and "output_name" in step["properties"]
     assert "foreach" in step["properties"] and "when" in step["properties"] and "pipeline" in step["properties"]
     assert "loop" in loop["properties"] and "max_iterations" in schema["$defs"]["LoopSpec"]["required"]
