@@ -33,6 +33,8 @@ from orchestrai.observe.nesting import depth_of, fold_text, iteration_of, parent
 from orchestrai.observe.progress import LiveProgress, PlainProgress, summary_table
 from orchestrai.observe.runs import summarize_run
 
+REPO = str(Path(__file__).resolve().parent.parent)  # the subprocesses run this checkout's orchestrai
+
 
 class Clock:
     """A clock the test moves by hand: progress lines and ETAs without waiting."""
@@ -82,7 +84,7 @@ def fanout(step_id: str, total: int, failed: Iterable[int] = ()) -> tuple[list[E
         records.append(item)
         events += [StepStarted(item.id, "summarizer", 0.0),
                    CallFinished(item.id, "openai", "gpt-4o-mini", Usage(10, 5), 0.001, 0.1), StepEnded(item)]
-    own = container(step_id, items=total, failed_items=sorted(failed))
+    own = container(step_id, items=total, failed_items=[f"{step_id}[{index}]" for index in sorted(failed)])
     return [*events, StepEnded(own)], [*records, own]
 
 
@@ -124,12 +126,15 @@ def test_the_id_says_where_a_record_belongs(step_id: str, parent: str | None, de
     assert depth_of(step_id) == depth
 
 
-def test_fold_text_prefers_the_steps_own_details_and_ignores_a_modules_list() -> None:
+def test_fold_text_counts_items_and_iterations_and_ignores_a_modules_own_details() -> None:
     kids = [("f[0]", "completed"), ("f[1]", "failed")]
     assert fold_text({}, kids) == "2 items, 1 failed"
-    assert fold_text({"items": 120, "failed_items": [1, 2]}, kids) == "120 items, 2 failed"
+    assert fold_text({"items": 120, "failed_items": ["f[1]"]}, kids) == "120 items, 1 failed"
+    assert fold_text({"items": 120, "failed_items": ["f[1]", "f[7]"]}, []) == "120 items, 2 failed"  # a log cut short
+    assert fold_text({"items": 3, "failed_items": ["f[1]", "f[2]"]}, [*kids, ("f[2]", "skipped")]) == \
+        "3 items, 1 failed, 1 skipped", "a skipped item is not a failed one"
     assert fold_text({}, [("refine#1/a", "completed"), ("refine#3/a", "completed")]) == "3 iterations"
-    assert fold_text({"iterations": 4, "stopped": "max_iterations"}, []) == "4 iterations (max reached)"
+    assert fold_text({"iterations": 4, "stopped": "max_iterations"}, []) == "4 iterations, max reached"
     assert fold_text({"iterations": [{"command": "pytest"}]}, []) == ""  # the debugger's own details
     assert iteration_of("refine#2/draft") == 2 and iteration_of("findings[2]") is None
 
@@ -155,7 +160,7 @@ def test_plain_output_of_a_big_fanout_is_a_few_lines_not_one_per_item() -> None:
     assert "  ✖ findings[5] failed: findings[5] broke" in lines and "    hint: fix the prompt" in lines
     assert "  ✖ findings[77] failed: findings[77] broke" in lines
     assert "findings[6]" not in text and "findings[0]" not in text, "no line for an item that succeeded"
-    assert any(line.startswith("✔ findings completed (120 items, 2 failed) in 1.50s") for line in lines), text
+    assert any(line.startswith("✔ findings completed in 1.50s · 120 items, 2 failed") for line in lines), text
     assert len(lines) < 25
 
 
@@ -185,7 +190,7 @@ def test_plain_output_shows_loop_iterations_with_their_steps_nested() -> None:
     assert lines[1:5] == ["▶ refine started (loop)", "refine iteration 1/4", "  ▶ refine#1/draft started (summarizer)",
                           "  ✔ refine#1/draft completed in 1.50s, 10→5 tokens, $0.0010"]
     assert "refine iteration 2/4" in lines and "  ✔ refine#2/review completed in 1.50s, 10→5 tokens, $0.0010" in lines
-    assert lines[-1] == "✔ refine completed (2 iterations) in 1.50s"
+    assert lines[-1] == "✔ refine completed in 1.50s · 2 iterations"
 
 
 def test_steps_inside_a_fanouts_items_are_folded_too() -> None:
@@ -204,7 +209,7 @@ def test_steps_inside_a_fanouts_items_are_folded_too() -> None:
 
     assert "/plan" not in text and "research[0]" not in text and "iteration" not in text
     assert "  ✖ research[1] failed: research[1] broke" in text
-    assert "✔ research completed (2 items, 1 failed)" in text
+    assert "✔ research completed in 1.50s · 2 items, 1 failed" in text
 
 
 # ---------------------------------------------------------------- live view
@@ -247,7 +252,7 @@ def test_the_live_view_prints_only_failed_items_and_keeps_nothing_per_item() -> 
     feed(view, [events[-1], finished(records)])
     text = out.getvalue()
     assert "✖ findings[4321] failed" in text and "findings[4320]" not in text
-    assert "✔ findings completed (10,000 items, 1 failed)" in text
+    assert "✔ findings completed in 1.50s · 10,000 items, 1 failed" in text
 
 
 # ---------------------------------------------------------------- summary table
@@ -359,7 +364,7 @@ def test_logs_lists_a_nested_run_by_its_own_steps(tmp_path: Path) -> None:
 
 def test_the_logs_show_command_takes_all(tmp_path: Path) -> None:
     path = nested_log(tmp_path)
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": REPO}
 
     def show(*flags: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "orchestrai", "logs", "show", str(path), "--log-dir",
@@ -371,3 +376,58 @@ def test_the_logs_show_command_takes_all(tmp_path: Path) -> None:
     assert "--all shows every item" in folded.stdout and "findings[8]" not in folded.stdout
     assert "findings[8] (summarizer) — completed" in whole.stdout
 
+
+
+# ---------------------------------------------------------------- end to end, through the CLI and the engine
+
+
+def test_a_dry_run_of_foreach_and_loop_shows_the_folded_summary_and_logs_show_nests_it(project: Path) -> None:
+    from conftest import write
+
+    write(project / "modules" / "split.py", """
+        async def run(ctx, inputs):
+            return [part.strip() for part in inputs["request"].split(",")]
+        """)
+    write(project / "nested.yml", """
+        name: nested
+        pipeline:
+          - {module: start_module, output_name: request}
+          - {module: split, inputs: [request], output_name: topics}
+          - {module: translator, id: findings, foreach: topics, as: topic, output_name: findings, supplement: Spanish}
+          - loop:
+              max_iterations: 2
+              steps:
+                - {module: translator, inputs: [findings], output_name: draft, supplement: French}
+            id: refine
+            output_name: final
+        """)
+    write(project / "config.yml", "log_dir: logs\ncache: false\n")
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": REPO}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "orchestrai", *args], cwd=project, env=env, capture_output=True,
+                              text=True, encoding="utf-8", timeout=60, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    ran = cli("run", "nested.yml", "--dry-run", "--input", "request=" + ",".join(f"t{n}" for n in range(25)))
+    progress = ran.stderr.splitlines()
+    assert "findings: 25 items" in progress and "findings[" not in ran.stderr, "no line per item"
+    assert any(line.startswith("✔ findings completed in ") and line.endswith(" · 25 items") for line in progress)
+    assert "refine iteration 2/2" in progress and "  ▶ refine#2/draft started (translator)" in progress
+    assert any(line.startswith("✔ refine completed in ") and line.endswith(" · 2 iterations, max reached")
+               for line in progress)
+    rows = {line.split()[0]: line for line in progress if "│" in line}
+    assert list(rows) == ["request", "topics", "findings", "refine", "total"], "one row per top-level step"
+    assert "completed · 25 items " in rows["findings"] and "completed · 2 iterations, max reached" in rows["refine"]
+    log_path, = (project / "logs").glob("*.json")
+    steps = json.loads(log_path.read_text(encoding="utf-8"))["steps"]
+    items = [s for s in steps if s.get("parent") == "findings"]
+    assert len(items) == 25 and steps[2]["usage"]["input_tokens"] == 0  # the fan-out's own record makes no call
+    assert rows["findings"].split("│")[4].strip() == f"{sum(s['usage']['input_tokens'] for s in items):,}"
+
+    folded, whole = cli("logs", "show", str(log_path)).stdout, cli("logs", "show", "--all", str(log_path)).stdout
+    assert "findings (translator) — completed · 25 items" in folded
+    assert "  25 items: 25 completed (--all shows every item)" in folded and "findings[0]" not in folded
+    assert "  iteration 2\n  ── refine#2/draft (translator) — completed\n" in folded
+    assert all(f"  ── findings[{n}] (translator) — completed" in whole for n in range(25))

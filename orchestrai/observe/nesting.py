@@ -143,14 +143,17 @@ def rolled_up(entry: T, children: dict[str, list[T]], key: Callable[[T], str], o
 def fold_text(details: dict[str, Any], kids: Sequence[tuple[str, str]]) -> str:
     """What a step holds, in words: `120 items, 2 failed`, `3 iterations`, `4 steps`.
 
-    `kids` are the (id, status) of the step's children; the step's own details (items, failed_items,
-    iterations) win over counting them, since a log cut short may lack some children.
+    `kids` are the (id, status) of the step's children. The step's own item and iteration counts
+    win over counting them (a budget stop leaves items that never ran, a log cut short lacks some);
+    failures are counted from the items when they are there (details.failed_items lists the
+    skipped ones too).
     """
     items = [status for step_id, status in kids if is_item(step_id)]
     if items or _number(details.get("items")) is not None:
-        failed_items, counts = details.get("failed_items"), Counter(items)
-        failed = len(failed_items) if isinstance(failed_items, list) else counts["failed"]
-        return items_text(_number(details.get("items")) or len(items), failed,
+        total, counts = _number(details.get("items")), Counter(items)
+        failed_items = details.get("failed_items")
+        failed = counts["failed"] if items or not isinstance(failed_items, list) else len(failed_items)
+        return items_text(len(items) if total is None else total, failed,
                           {status: counts[status] for status in ("skipped", "interrupted")})
     iterations = _number(details.get("iterations"))  # a module's own `iterations` may be a list: not ours
     if iterations is None:
@@ -169,8 +172,8 @@ def items_text(total: int, failed: int, others: dict[str, int] | None = None) ->
 
 
 def iterations_text(iterations: int, stopped: object = None) -> str:
-    """`3 iterations`; `4 iterations (max reached)` when the loop ran out before its `until` held."""
-    return _count(iterations, "iteration") + (" (max reached)" if stopped == "max_iterations" else "")
+    """`3 iterations`; `4 iterations, max reached` when the loop ran them all (its `until`, if any, never held)."""
+    return _count(iterations, "iteration") + (", max reached" if stopped == "max_iterations" else "")
 
 
 def _number(value: object) -> int | None:

@@ -198,33 +198,34 @@ def ended_line(record: StepRecord, tally: Tally, folded: str | None) -> Text | N
 
 
 def _end_note(record: StepRecord, tally: Tally) -> str | None:
-    """`120 items, 2 failed` / `3 iterations` for a fan-out or loop: its own details, else what the view counted."""
+    """`120 items, 2 failed` / `3 iterations` for a fan-out or loop, from what the view counted and the record."""
     details = record.details
     fanout, loop = tally.fanouts.get(record.id), tally.loops.get(record.id)
-    if fanout is not None and "failed_items" not in details:
+    if fanout is not None:
         return items_text(details.get("items", fanout.total), fanout.failed)
-    if loop is not None and "iterations" not in details:
-        return iterations_text(loop[0], details.get("stopped"))
-    if fanout is not None or loop is not None:
-        return fold_text(details, ())
+    if loop is not None:
+        return iterations_text(details.get("iterations", loop[0]), details.get("stopped"))
     return None
 
 
 def step_line(record: StepRecord, note: str | None = None, indent: str = "") -> Text:
+    """`✔ id completed in 1.20s, 10→5 tokens, $0.0001`, `· 120 items, 2 failed` after it for a fan-out or loop."""
     style = STATUS_STYLE.get(record.status, "")
     text = Text(f"{STATUS_MARK.get(record.status, '?')} {record.id} {record.status}", style=style)
-    if note:
-        text.append(f" ({note})")
+    folded = f" · {note}" if note else ""
     if record.status in ("completed", "cached"):
         text.append(f" in {record.duration_s or 0:.2f}s")
         if record.calls:
             text.append(f", {record.usage.input_tokens:,}→{record.usage.output_tokens:,} tokens, "
                         f"{money(record.cost_usd)}")
+        text.append(folded)
     elif record.error:
         lines = record.error.splitlines()
-        text.append(": " + lines[0])
+        text.append(folded + ": " + lines[0])
         if len(lines) > 1 and lines[1].lstrip().startswith("hint:"):
             text.append(f"\n{indent}  " + lines[1].strip(), style="dim")
+    else:
+        text.append(folded)
     return text
 
 
