@@ -212,6 +212,18 @@ def test_steps_inside_a_fanouts_items_are_folded_too() -> None:
     assert "✔ research completed in 1.50s · 2 items, 1 failed" in text
 
 
+def test_a_sub_pipeline_step_opens_with_its_first_inner_step() -> None:
+    out_console, out = console()
+    view = PlainProgress(out_console)
+    plan = record("research/plan", parent="research")
+    # The engine announces no start for the calling step itself: its inner steps' starts show it.
+    feed(view, [run_started("research"), *step(plan), StepEnded(container("research"))])
+
+    assert out.getvalue().splitlines()[1:] == [
+        "▶ research started (<pipeline>)", "  ▶ research/plan started (summarizer)",
+        "  ✔ research/plan completed in 1.50s, 10→5 tokens, $0.0010", "✔ research completed in 1.50s"]
+
+
 # ---------------------------------------------------------------- live view
 
 
@@ -238,6 +250,19 @@ def test_the_live_view_draws_a_fanout_as_one_row_with_a_bar_and_an_eta() -> None
     assert sum("findings" in line for line in lines) == 1, "no row per running item"
     loop_row = lines.index(next(line for line in lines if "refine iteration 2/4" in line))
     assert "refine#2/draft (summarizer)" in lines[loop_row + 1] and lines[loop_row + 1].startswith("  ")
+
+
+def test_the_live_view_draws_sub_pipeline_steps_under_their_step() -> None:
+    out_console, out = console()
+    view = LiveProgress(out_console)
+    for event in [run_started("research"), StepStarted("research/plan", "task_planner", 0.0),
+                  CallFinished("research/plan", "openai", "gpt-4o-mini", Usage(100, 50), None, 0.1)]:
+        view.tally.update(event)
+    out_console.print(view._render())
+    lines = out.getvalue().splitlines()
+
+    assert "research (<pipeline>)" in lines[1] and "150 tok  —" in lines[1]  # its steps' tokens, cost unknown
+    assert lines[2].startswith("  ") and "research/plan (task_planner)" in lines[2] and "150 tok" in lines[2]
 
 
 def test_the_live_view_prints_only_failed_items_and_keeps_nothing_per_item() -> None:

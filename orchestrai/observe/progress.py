@@ -158,7 +158,9 @@ class PlainProgress:
         elif folded is not None:
             pass  # inside a fan-out's item: the fan-out's own lines tell it
         elif isinstance(event, StepStarted):
-            self.console.print(Text(f"{_indent(event.step_id)}▶ {event.step_id} started ({event.module})"))
+            for step_id in self.tally.implied:  # a sub-pipeline step, opened by its first step's start
+                self._started_line(step_id, self.tally.running[step_id]["module"])
+            self._started_line(event.step_id, event.module)
         elif isinstance(event, FanoutStarted):
             self.console.print(Text(f"{_indent(event.step_id)}{event.step_id}: {items_text(event.total, 0)}"))
         elif isinstance(event, LoopIteration):
@@ -168,6 +170,9 @@ class PlainProgress:
             self.console.print(retry_line(event))
         elif isinstance(event, Notice):
             self.console.print(notice_line(event))
+
+    def _started_line(self, step_id: str, module: str) -> None:
+        self.console.print(Text(f"{_indent(step_id)}▶ {step_id} started ({module})"))
 
     def _item_progress(self, step_id: str) -> None:
         """A line at each tenth of a fan-out's items, or when the last one is a while ago; none at the end."""

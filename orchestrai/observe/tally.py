@@ -50,6 +50,7 @@ class Tally:
         self.children: dict[str | None, dict[str, dict[str, Any]]] = {}
         self.fanouts: dict[str, Fanout] = {}
         self.loops: dict[str, tuple[int, int]] = {}  # loop id -> (iteration, max_iterations)
+        self.implied: list[str] = []  # the steps the last StepStarted showed as started too (outermost first)
         self.tokens = 0
         self.cost = 0.0
         self.priced = self.unpriced = False  # whether some call had a price, and some none
@@ -89,6 +90,7 @@ class Tally:
         return None
 
     def _started(self, step_id: str, module: str) -> str | None:
+        self.implied.clear()
         folded = self.fanout_of(step_id)
         if folded is None:
             self._show(step_id, module)
@@ -100,8 +102,10 @@ class Tally:
                 self.running[step_id]["module"] = module
             return
         under = parent_of(step_id)
-        while under is not None and under not in self.running:
-            under = parent_of(under)
+        if under is not None and under not in self.running:
+            # A sub-pipeline step announces no start of its own: its first inner step's start opens it.
+            self._show(under, "<pipeline>")
+            self.implied.append(under)
         info = {"module": module, "since": self.clock(), "tokens": 0, "cost": 0.0, "under": under}
         self.running[step_id] = info
         self.children.setdefault(under, {})[step_id] = info
