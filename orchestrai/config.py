@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from .errors import ConfigError, Problem, ValidationFailed
 from .modelconfig import ModelConfig, local_model_is_default
-from .policies import ProviderRateLimits, RetryConfig, new_dict
+from .policies import ProviderRateLimits, RetryConfig, Role, new_dict
 from .schema_errors import problems_from_validation_error
 from .yamlsrc import YamlDoc, load_yaml
 
@@ -72,6 +72,8 @@ class ConfigFile(_Strict):
 
     workspace_dir: str = Field("generated_code", description="Where code-writing modules put each run's files.")
     allow_execution: bool = Field(False, description="Run generated code without asking (like --yes).")
+    roles: dict[str, Role] = Field(default_factory=new_dict, description="Roles steps take with `role:`: the "
+                                   "tools and spawns they may use (deny by default), rounds and a budget.")
 
     @model_validator(mode="after")
     def _default_provider_types(self) -> ConfigFile:
