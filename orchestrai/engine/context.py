@@ -281,7 +281,7 @@ class StepContext:
             self._report_cache_problem()
         self._account(completion, cost)
         return Completion(completion.text, completion.usage, completion.model, completion.provider,
-                          completion.latency_s, completion.raw_id, cost)
+                          completion.latency_s, completion.raw_id, cost, completion.tool_calls)
 
     def _cache_key(self, kind: str, provider: Provider, settings: dict[str, Any],
                    messages: list[Message]) -> str | None:

@@ -203,13 +203,14 @@ def _tool_resolver(check: _Checker, header: PipelineHeader | None) -> ToolResolv
     """Made once per file, when the first step with tools or a role is read (loading tools imports code)."""
     if check.tool_resolver is None:
         python = check.registry.tools
+        known = python.by_name  # finding the tools fills python.problems
         for problem in python.problems:
             path, _, line = problem.source.rpartition(":")
             check.problems.append(Problem(path if line.isdigit() else problem.source, int(line) if line.isdigit()
                                           else None, f"tool {problem.name!r}: {problem.message}",
                                           "fix the function's signature (JSON-able type hints), or make it private"))
         roles = {**check.config.file.roles, **(header.roles if header else {})}
-        check.tool_resolver = ToolResolver(python.by_name, getattr(check.config.file, "mcp_servers", {}), roles,
+        check.tool_resolver = ToolResolver(known, getattr(check.config.file, "mcp_servers", {}), roles,
                                            lambda name: check.registry.resolve(name) is not None,
                                            lambda loc, step_id, raw: _tool_pipeline(check, loc, step_id, raw),
                                            check.add)
