@@ -69,7 +69,8 @@ class ToolModel:
         self.requests.append((list(messages), dict(settings)))
         rounds = sum(1 for m in messages if m.role == "assistant" and m.tool_calls)
         if rounds < len(self.plan):
-            calls = tuple(ToolCall(f"call-{rounds}-{n}", name, args) for n, (name, args) in enumerate(self.plan[rounds]))
+            calls = tuple(ToolCall(f"call-{rounds}-{n}", name, args)
+                          for n, (name, args) in enumerate(self.plan[rounds]))
             return Completion("", Usage(5, 5), "gpt-4o-mini", "openai", 0.0, tool_calls=calls)
         return Completion(self.final(messages), Usage(5, 5), "gpt-4o-mini", "openai", 0.0)
 
@@ -226,3 +227,20 @@ def test_role_budget_is_shared_by_its_steps(project: Path) -> None:
     record = {r.id: r for r in result.records}["a"]
     assert record.status == "failed" and "the budget_usd of its role" in (record.error or "")
     assert not model.requests  # refused before any call
+
+
+def test_tool_calls_are_shown_live(project: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from orchestrai.observe.progress import PlainProgress
+
+    path = project_with_tools(project, "  - {module: agent, inputs: [request], tools: [add, boom], output_name: a}\n")
+    out = io.StringIO()
+    display = PlainProgress(Console(file=out, width=200, color_system=None))
+    model = ToolModel([[("add", {"a": 17, "b": 25}), ("boom", {"reason": "no"})]])
+    run_library(path, inputs={"request": "x"}, providers={"openai": model}, hooks=[display])
+    text = out.getvalue()
+    assert "↳ add(a=17, b=25) → 42" in text
+    assert "↳ boom(reason=no) ✘ RuntimeError: exploded: no" in text
