@@ -183,7 +183,7 @@ def test_swarm_fans_out_in_plan_order_at_most_three_at_a_time(project: Path, fak
     queries = [{"domain": f"domain{i}", "query": f"question {i}?"} for i in range(5)]
     fake_server.queue_reply(json.dumps({"queries": queries}), match=PLANNER)
     for i in range(5):  # the first answers are the slowest: items finish out of order
-        fake_server.queue_reply(f"finding {i}", match=f"specialised in domain{i},", latency_s=0.05 * (4 - i))
+        fake_server.queue_reply(f"finding {i}", match=f"covering the domain{i} side", latency_s=0.05 * (4 - i))
     fake_server.queue_reply("REPORT", match=SYNTHESIZER)
     hold = HoldFirstResearchers(3)
     fake_server.set_error_rule(hold)
