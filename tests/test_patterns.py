@@ -161,7 +161,8 @@ class HoldFirstResearchers:
     it passes only if the engine really runs `n` of them concurrently (no sleeps, no timing)."""
 
     def __init__(self, n: int) -> None:
-        self.barrier = threading.Barrier(n, timeout=30)
+        # Below the config's timeout_s (5): a held request never times out and comes back as a retry.
+        self.barrier = threading.Barrier(n, timeout=4)
         self.n, self.seen, self.broken = n, 0, False
         self.lock = threading.Lock()
 
