@@ -38,12 +38,12 @@ class Names:
     producers: dict[str, Step]  # visible output name -> step
     elsewhere: dict[str, str] = field(default_factory=dict)  # name only inside loop -> that loop's id
 
-    def unknown(self, step_id: str, name: str, what: str) -> tuple[str, str]:
-        """The message and hint for a name this group cannot read."""
+    def unknown(self, step_id: str, name: str, what: str, also: Mapping[str, Step] | None = None) -> tuple[str, str]:
+        """The message and hint for a name this group cannot read (`also`: more names it may read)."""
         if name in self.elsewhere:
             return (f"step {step_id!r} {what} {name!r}, which exists only inside loop {self.elsewhere[name]!r}",
                     f"read the loop's output_name instead, or move the step into loop {self.elsewhere[name]!r}")
-        close = difflib.get_close_matches(name, list(self.producers), n=1)
+        close = difflib.get_close_matches(name, [*self.producers, *(also or ())], n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"add a step with output_name: {name}, or fix the spelling"
         return f"step {step_id!r} {what} {name!r}, which no step produces", hint
 
@@ -89,7 +89,7 @@ def _expression(parsed: Parsed, key: str, source: str, names: Names, add: Add,
     good = True
     for ref in expression.references:
         if ref.root not in producers:
-            message, hint = names.unknown(parsed.step.id, ref.root, f"{key} reads")
+            message, hint = names.unknown(parsed.step.id, ref.root, f"{key} reads", extra)
             add(where, message, hint)
             good = False
             continue
