@@ -125,8 +125,12 @@ def logs(ctx: typer.Context, config: Path | None = ConfigOption, log_dir: Path |
 @user_errors
 def logs_show(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id (or its start) or a log file path."),
               config: Path | None = ConfigOption, log_dir: Path | None = LogDirOption,
-              as_json: bool = typer.Option(False, "--json", help="Print the whole log as JSON.")) -> None:
-    """Show one run: its steps, their status, tokens, cost and outputs."""
+              as_json: bool = typer.Option(False, "--json", help="Print the whole log as JSON."),
+              show_all: bool = typer.Option(False, "--all",
+                                            help="Show every item of a fan-out (one of over 20 items is summarized, "
+                                                 "with its failed items).")) -> None:
+    """Show one run: its steps, their status, tokens, cost and outputs; items, iterations and
+    sub-pipeline steps indented under their step."""
     from ..observe.runs import dump, find_run
     from .render import print_run, stdout_console
 
@@ -134,7 +138,7 @@ def logs_show(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id (or
     if as_json:
         sys.stdout.write(dump(log) + "\n")
     else:
-        print_run(stdout_console(), path, log)
+        print_run(stdout_console(), path, log, show_all=show_all)
 
 
 cache_app = typer.Typer(help="The call cache: identical provider calls answered without a request.",
