@@ -68,7 +68,7 @@ class ToolModel:
     async def complete(self, messages: list[Message], settings: dict[str, Any], *, on_token: Any = None) -> Completion:
         self.requests.append((list(messages), dict(settings)))
         rounds = sum(1 for m in messages if m.role == "assistant" and m.tool_calls)
-        if rounds < len(self.plan):
+        if rounds < len(self.plan) and settings.get("tools"):
             calls = tuple(ToolCall(f"call-{rounds}-{n}", name, args)
                           for n, (name, args) in enumerate(self.plan[rounds]))
             return Completion("", Usage(5, 5), "gpt-4o-mini", "openai", 0.0, tool_calls=calls)
@@ -244,3 +244,65 @@ def test_tool_calls_are_shown_live(project: Path) -> None:
     text = out.getvalue()
     assert "↳ add(a=17, b=25) → 42" in text
     assert "↳ boom(reason=no) ✘ RuntimeError: exploded: no" in text
+
+
+COUNTER = '''
+from pathlib import Path
+
+
+def bump(path: str) -> str:
+    """Counts its runs in a file (its answer does not change, so the next model round can be cached)."""
+    file = Path(path)
+    file.write_text(str(int(file.read_text()) + 1 if file.exists() else 1))
+    return "bumped"
+
+
+def stable(path: str) -> str:
+    """Like bump, but marked cacheable."""
+    return bump(path)
+
+
+stable.cacheable = True
+'''
+
+
+def test_a_rerun_reuses_model_rounds_and_reruns_tools_unless_cacheable(project: Path, tmp_path: Path) -> None:
+    write(project / "tools" / "counter.py", COUNTER)
+    path = project_with_tools(project, "  - {module: agent, inputs: [request], tools: [bump, stable], "
+                              "output_name: a}\n")
+    bumps, stables = tmp_path / "bumps", tmp_path / "stables"
+    plan = [[("bump", {"path": str(bumps)}), ("stable", {"path": str(stables)})]]
+    first_model, second_model = ToolModel(plan), ToolModel(plan)
+    run_library(path, inputs={"request": "x"}, providers={"openai": first_model})
+    second, _ = run_library(path, inputs={"request": "x"}, providers={"openai": second_model})
+    assert len(first_model.requests) == 2 and not second_model.requests  # both rounds from the cache
+    assert bumps.read_text() == "2" and stables.read_text() == "1"
+    record = {r.id: r for r in second.records}["a"]
+    assert record.status == "cached" and record.cache_hits == 2
+
+
+def test_tools_with_foreach_and_a_structured_final_answer(project: Path) -> None:
+    write(project / "system_prompts" / "agent_n.md", "You are an agent. Use your tools on {{ n }}.\n")
+    path = project_with_tools(project, """  - module: agent
+    inputs: [request]
+    output_name: plan
+    output_schema: {type: object, properties: {items: {type: array, items: {type: integer}}}, required: [items]}
+  - module: agent_n
+    foreach: plan.items
+    as: n
+    tools: [add]
+    output_name: sums
+    output_schema: {type: object, properties: {total: {type: integer}}, required: [total]}
+""")
+
+    def final(messages: list[Message]) -> str:
+        results = [m.content for m in messages if m.role == "tool"]
+        return json.dumps({"total": int(results[-1])} if results else {"items": [1, 2]})
+
+    model = ToolModel([[("add", {"a": 10, "b": 5})]], final=final)
+    result, _ = run_library(path, inputs={"request": "x"}, providers={"openai": model})
+    assert result.status == "completed", [(r.id, r.error) for r in result.records]
+    assert result.outputs["sums"] == [{"total": 15}, {"total": 15}]
+    records = {r.id: r for r in result.records}
+    assert records["sums[1]"].details["tool_calls"][0]["result"] == 15
+    assert all(settings.get("output_schema") for _, settings in model.requests[1:])

@@ -16,7 +16,8 @@ _OPERATORS: dict[type, Any] = {
     ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
     ast.USub: operator.neg, ast.UAdd: operator.pos,
 }
-_FUNCTIONS: dict[str, Any] = {"sqrt": math.sqrt, "log": math.log, "exp": math.exp, "abs": abs, "round": round, "min": min, "max": max}
+_FUNCTIONS: dict[str, Any] = {"sqrt": math.sqrt, "log": math.log, "exp": math.exp, "abs": abs, "round": round,
+                              "min": min, "max": max}
 _MAX_POWER = 1000  # 10**10**10 would take the process's memory: an expression is a model's text
 
 
