@@ -8,17 +8,25 @@ through `StepContext.spawn`, sharing the run's budget, limits and cache.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..api import ToolSpec
+from ..config import Config
 from ..errors import ConfigError, ModuleError
+from ..modules.base import ModuleRegistry
 from ..pipeline.graph import start_inputs
 from ..pipeline.spec import Tools, ToolUse
 from ..tools.names import wire_name
 from .agent import Runner, Toolbox
 
-if TYPE_CHECKING:
-    from .context import RunContext
+
+
+class RunContext(Protocol):
+    """What a toolbox needs of the run (engine/context.py's RunContext, which imports this module)."""
+
+    registry: ModuleRegistry
+    config: Config
+    tool_sources: dict[str, Any]
 
 
 async def build_toolbox(run: RunContext, tools: Tools) -> Toolbox:
