@@ -20,7 +20,6 @@ from ..tools.names import wire_name
 from .agent import Runner, Toolbox
 
 
-
 class RunContext(Protocol):
     """What a toolbox needs of the run (engine/context.py's RunContext, which imports this module)."""
 
