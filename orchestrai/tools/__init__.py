@@ -1,0 +1,1 @@
+"""Where a run's tools come from (plugin side: written against orchestrai.api, like providers/)."""
