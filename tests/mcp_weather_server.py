@@ -5,8 +5,6 @@ HTTP on a free port of 127.0.0.1 and prints that port as its first line of stdou
 reason to stderr and exits before speaking MCP (a server that cannot start).
 """
 
-from __future__ import annotations
-
 import os
 import signal
 import socket
@@ -14,6 +12,10 @@ import sys
 import threading
 import time
 from typing import Any
+
+if __name__ == "__main__" and "--fail-start" in sys.argv:  # before the SDK's import can write anything
+    sys.stderr.write("weather: missing WEATHER_API_KEY\nsecond line\n")
+    sys.exit(1)
 
 try:  # mcp 2.x renamed FastMCP
     from mcp.server.mcpserver import Context
@@ -93,9 +95,6 @@ def serve_http() -> None:
 
 
 if __name__ == "__main__":
-    if "--fail-start" in sys.argv:
-        sys.stderr.write("weather: missing WEATHER_API_KEY\nsecond line\n")
-        sys.exit(1)
     if "--http" in sys.argv:
         serve_http()
     else:
