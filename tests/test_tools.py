@@ -306,3 +306,27 @@ def test_tools_with_foreach_and_a_structured_final_answer(project: Path) -> None
     records = {r.id: r for r in result.records}
     assert records["sums[1]"].details["tool_calls"][0]["result"] == 15
     assert all(settings.get("output_schema") for _, settings in model.requests[1:])
+
+
+def test_a_step_uses_mcp_tools_from_a_real_stdio_server(project: Path) -> None:
+    import sys
+
+    server = Path(__file__).with_name("mcp_weather_server.py")
+    write(project / "config.yml", f"""
+        mcp_servers:
+          weather:
+            command: {sys.executable}
+            args: [{server}]
+        log_dir: logs
+        """)
+    path = project_with_tools(project, "  - {module: agent, inputs: [request], tools: [weather.forecast, "
+                              "weather.fail], output_name: a}\n")
+    model = ToolModel([[("weather__forecast", {"city": "Oslo"}), ("weather__fail", {"reason": "because"})]])
+    result, _ = run_library(path, config=project / "config.yml", inputs={"request": "x"}, providers={"openai": model})
+    assert result.status == "completed", [(r.id, r.error) for r in result.records]
+    offered = {t.wire_name: t for t in model.requests[0][1]["tools"]}
+    assert offered["weather__forecast"].name == "weather.forecast"
+    assert offered["weather__forecast"].description == "The weather forecast for a city."
+    calls = {r.id: r for r in result.records}["a"].details["tool_calls"]
+    assert calls[0]["name"] == "weather.forecast" and "Sunny in Oslo" in str(calls[0]["result"])
+    assert "because" in calls[1]["error"]

@@ -79,7 +79,7 @@ class RunContext:
         self._graphs: dict[int, PipelineGraph] = {}
         self._report_tools = self.bus.wants(ToolCalled)
         self._toolboxes: dict[int, asyncio.Task[Toolbox]] = {}
-        self.tool_sources: dict[str, Any] = {}  # MCP server name -> its ToolSource, started on first use
+        self.mcp: Any = None  # the run's McpServers (orchestrai.tools.mcp), made when a step first uses one
         self._role_budgets: dict[str, Budget] = {}
 
     async def toolbox(self, step: Step) -> Toolbox:
@@ -106,8 +106,8 @@ class RunContext:
         return self._role_budgets[tools.role]
 
     async def close_tools(self) -> None:
-        for source in self.tool_sources.values():
-            await source.aclose()
+        if self.mcp is not None:
+            await self.mcp.aclose()
 
     def graph_of(self, part: LoopBody | SubPipeline) -> PipelineGraph:
         """The graph of a loop body or sub-pipeline, built once per run (the part lives as long as the pipeline)."""

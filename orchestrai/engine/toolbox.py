@@ -25,7 +25,7 @@ class RunContext(Protocol):
 
     registry: ModuleRegistry
     config: Config
-    tool_sources: dict[str, Any]
+    mcp: Any  # the run's McpServers, made on first use
 
 
 async def build_toolbox(run: RunContext, tools: Tools) -> Toolbox:
@@ -90,17 +90,12 @@ async def _mcp(run: RunContext, use: ToolUse, wire: str) -> tuple[ToolSpec, Runn
 
 
 def mcp_source(run: RunContext, server: str) -> Any:
-    """The run's one ToolSource for an MCP server (created on first use; started by its first request)."""
-    if server not in run.tool_sources:
-        servers = getattr(run.config.file, "mcp_servers", {})
-        if server not in servers:
-            raise ConfigError(f"MCP server {server!r} is not configured",
-                              hint="add it under mcp_servers: in config.yml")
-        import importlib
-
-        mcp = importlib.import_module("orchestrai.tools.mcp")  # the mcp SDK only for runs that use a server
-        run.tool_sources[server] = mcp.McpToolSource(server, servers[server], base_dir=run.config.base_dir)
-    return run.tool_sources[server]
+    """The run's one ToolSource for an MCP server (started by its first request, closed with the run)."""
+    if run.mcp is None:
+        run.mcp = run.config.mcp_servers()
+    if server not in run.mcp:
+        raise ConfigError(f"MCP server {server!r} is not configured", hint="add it under mcp_servers: in config.yml")
+    return run.mcp.source(server)
 
 
 def _module_interface(run: RunContext, name: str) -> tuple[dict[str, Any], str]:

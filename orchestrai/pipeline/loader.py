@@ -210,7 +210,7 @@ def _tool_resolver(check: _Checker, header: PipelineHeader | None) -> ToolResolv
                                           else None, f"tool {problem.name!r}: {problem.message}",
                                           "fix the function's signature (JSON-able type hints), or make it private"))
         roles = {**check.config.file.roles, **(header.roles if header else {})}
-        check.tool_resolver = ToolResolver(known, getattr(check.config.file, "mcp_servers", {}), roles,
+        check.tool_resolver = ToolResolver(known, check.config.file.mcp_servers, roles,
                                            lambda name: check.registry.resolve(name) is not None,
                                            lambda loc, step_id, raw: _tool_pipeline(check, loc, step_id, raw),
                                            check.add)
