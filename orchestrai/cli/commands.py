@@ -101,12 +101,25 @@ def schema() -> None:
 
 @app.command()
 @user_errors
-def modules(config: Path | None = ConfigOption) -> None:
-    """List every module a pipeline can use, its kind and where it comes from."""
+def modules(config: Path | None = ConfigOption,
+            as_json: bool = typer.Option(False, "--json", help="Print the catalog as JSON: modules (kind, "
+                                         "description, inputs, output_schema), sub-pipelines and tools.")) -> None:
+    """List every module a pipeline can use: its kind, where it comes from and what it does."""
     from ..project import Project
+
+    project = Project.open(config)
+    if as_json:
+        import json
+
+        from ..catalog import catalog
+
+        sys.stdout.write(json.dumps(catalog(project).as_json(), indent=2, ensure_ascii=False) + "\n")
+        return
+    from ..modules.describe import describe_all
     from .render import modules_table, stdout_console
 
-    stdout_console().print(modules_table(Project.open(config).registry.all()))
+    descriptions = {m.name: m.description or m.problem for m in describe_all(project.registry)}
+    stdout_console().print(modules_table(project.registry.all(), descriptions))
 
 
 @logs_app.callback()
