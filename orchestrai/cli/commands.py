@@ -92,6 +92,30 @@ def validate(
 
 
 @app.command()
+@user_errors
+def plan(
+    task: str = typer.Argument(..., help="What the pipeline should do."),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                       help="Where to write it (default: pipelines/<the task's first words>.yml)."),
+    run: bool = typer.Option(False, "--run", help="Run the plan once written (asks first on a terminal)."),
+    create_modules: bool = typer.Option(False, "--create-modules",
+                                        help="Let the planner write new prompt modules into system_prompts/."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="With --run: run without asking."),
+    force: bool = typer.Option(False, "--force", help="Replace the output file if it exists."),
+    config: Path | None = ConfigOption,
+    inputs: list[str] = typer.Option([], "--input", "-i", help="A run input for --run: NAME=VALUE."),
+    input_files: list[str] = typer.Option([], "--input-file", help="A run input for --run read from a file."),
+    log_dir: Path | None = LogDirOption,
+) -> None:
+    """Ask the planner model for a pipeline doing TASK, validate it, show it for review and write it."""
+    from .plancmd import PlanRequest, plan_command
+
+    raise typer.Exit(plan_command(PlanRequest(task=task, output=output, config=config, run=run,
+                                              create_modules=create_modules, yes=yes, force=force, inputs=inputs,
+                                              input_files=input_files, log_dir=log_dir)))
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the pipeline format (for editor completion and checks)."""
     from ..pipeline.spec import pipeline_json_schema
