@@ -236,10 +236,11 @@ def _unsafe_option(value: str) -> str | None:
 
 def _renamed(problem: Problem, renames: dict[str, str]) -> Problem:
     """A validator problem with the temporary files' names replaced by the names they will be written as."""
-    path, message = renames.get(problem.path, problem.path), problem.message
+    path, message, hint = renames.get(problem.path, problem.path), problem.message, problem.hint
     for temporary, final in renames.items():
         message = message.replace(temporary, final)
-    return replace(problem, path=path, message=message)
+        hint = hint.replace(temporary, final) if hint else hint
+    return replace(problem, path=path, message=message, hint=hint)
 
 
 def display(path: Path) -> str:
