@@ -163,7 +163,8 @@ async def make_plan(project: Project, task: str, *, target: Path | None = None, 
     step = Step(id="plan", module=PLANNER_MODULE, output_name="plan", inputs=(), supplement=None,
                 model_settings=planner_settings(project.config), options={}, location=Location(display(target)),
                 output_retries=0)
-    graph = PipelineGraph(Pipeline("plan", display(target), task.strip()[:200], (step,)))
+    # Not a file path: `run --resume` of a planner's log must not run the planned pipeline.
+    graph = PipelineGraph(Pipeline("plan", "<plan>", task.strip()[:200], (step,)))
     result = await run_pipeline(graph, project.config, _PlannerRegistry(project.registry, planner),
                                 options or RunOptions(), hooks)
     return PlanOutcome(task, target, planner.candidates, result)
