@@ -3,6 +3,7 @@ problems, never-valid plans, no overwrites, `--create-modules`, `--run`, the pla
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from orchestrai.errors import ConfigError
 from orchestrai.modules.front_matter import split_front_matter
 from orchestrai.plan_check import Judge
 from orchestrai.plan_review import cost_text, parallel_groups, review_data
-from orchestrai.planner import planner_settings
+from orchestrai.planner import make_plan, planner_settings
 from orchestrai.project import Project
 
 PLANNER = "You design pipelines for orchestrai"  # in every planner request's system prompt
@@ -162,6 +163,22 @@ def test_create_modules_writes_the_new_prompt_with_the_plan(project: Path, fake_
     assert "── new prompt module: system_prompts/haiku_writer.md ──" in proc.stdout
     assert "wrote pipelines/haiku.yml, system_prompts/haiku_writer.md" in proc.stderr
     assert Project.open(None).check("pipelines/haiku.yml")[1] == []
+
+
+def test_a_claude_planner_answers_through_the_forced_tool(project: Path, fake_server: FakeLLMServer,
+                                                          server_config: Path, keys: dict[str, str]) -> None:
+    with server_config.open("a", encoding="utf-8") as config:
+        config.write("planner: {model: claude-haiku-4-5, max_tokens: 2000}\n")
+    fake_server.queue_reply(json.dumps(GOOD), match=PLANNER)
+
+    outcome = asyncio.run(make_plan(Project.open(None), TASK, target=project / "pipelines" / "two.yml"))
+
+    assert outcome.plan is not None and outcome.result.status == "completed", outcome.error
+    (request,) = planner_requests(fake_server)
+    assert request.api == "anthropic" and request.body["tool_choice"]["type"] == "tool"
+    assert "StepSpec" in request.body["tools"][0]["input_schema"]["$defs"]
+    assert not (project / "pipelines" / "two.yml").exists()  # make_plan writes nothing; write_plan does
+    assert outcome.result.totals.cost_usd is not None and outcome.result.totals.cost_usd > 0
 
 
 def test_the_planner_needs_a_known_provider(project: Path) -> None:
