@@ -72,6 +72,9 @@ class ConfigFile(_Strict):
     cache: bool = Field(True, description="Reuse identical provider calls from the call cache.")
     cache_dir: str | None = Field(None, description="Where the call cache lives (default: the user cache dir).")
 
+    planner: ModelConfig | None = Field(None, description="The model `orchestrai plan` asks for a pipeline "
+                                        "(default: default_model_config).")
+
     workspace_dir: str = Field("generated_code", description="Where code-writing modules put each run's files.")
     allow_execution: bool = Field(False, description="Run generated code without asking (like --yes).")
     roles: dict[str, Role] = Field(default_factory=new_dict, description="Roles steps take with `role:`: the "

@@ -92,6 +92,30 @@ def validate(
 
 
 @app.command()
+@user_errors
+def plan(
+    task: str = typer.Argument(..., help="What the pipeline should do."),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                       help="Where to write it (default: pipelines/<the task's first words>.yml)."),
+    run: bool = typer.Option(False, "--run", help="Run the plan once written (asks first on a terminal)."),
+    create_modules: bool = typer.Option(False, "--create-modules",
+                                        help="Let the planner write new prompt modules into system_prompts/."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="With --run: run without asking."),
+    force: bool = typer.Option(False, "--force", help="Replace the output file if it exists."),
+    config: Path | None = ConfigOption,
+    inputs: list[str] = typer.Option([], "--input", "-i", help="A run input for --run: NAME=VALUE."),
+    input_files: list[str] = typer.Option([], "--input-file", help="A run input for --run read from a file."),
+    log_dir: Path | None = LogDirOption,
+) -> None:
+    """Ask the planner model for a pipeline doing TASK, validate it, show it for review and write it."""
+    from .plancmd import PlanRequest, plan_command
+
+    raise typer.Exit(plan_command(PlanRequest(task=task, output=output, config=config, run=run,
+                                              create_modules=create_modules, yes=yes, force=force, inputs=inputs,
+                                              input_files=input_files, log_dir=log_dir)))
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the pipeline format (for editor completion and checks)."""
     from ..pipeline.spec import pipeline_json_schema
@@ -101,12 +125,25 @@ def schema() -> None:
 
 @app.command()
 @user_errors
-def modules(config: Path | None = ConfigOption) -> None:
-    """List every module a pipeline can use, its kind and where it comes from."""
+def modules(config: Path | None = ConfigOption,
+            as_json: bool = typer.Option(False, "--json", help="Print the catalog as JSON: modules (kind, "
+                                         "description, inputs, output_schema), sub-pipelines and tools.")) -> None:
+    """List every module a pipeline can use: its kind, where it comes from and what it does."""
     from ..project import Project
+
+    project = Project.open(config)
+    if as_json:
+        import json
+
+        from ..catalog import catalog
+
+        sys.stdout.write(json.dumps(catalog(project).as_json(), indent=2, ensure_ascii=False) + "\n")
+        return
+    from ..modules.describe import describe_all
     from .render import modules_table, stdout_console
 
-    stdout_console().print(modules_table(Project.open(config).registry.all()))
+    descriptions = {m.name: m.description or m.problem for m in describe_all(project.registry)}
+    stdout_console().print(modules_table(project.registry.all(), descriptions))
 
 
 @logs_app.callback()

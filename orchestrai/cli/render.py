@@ -52,17 +52,23 @@ def print_problems(problems: list[Problem]) -> None:
             console.print(f"  [dim]hint:[/] {escape(problem.hint)}", highlight=False)
 
 
-def modules_table(modules: list[Any]) -> Table:
+def modules_table(modules: list[Any], descriptions: dict[str, str | None] | None = None) -> Table:
+    """One row per module: name, kind, source (and what it shadows), and its description when given."""
     from rich.table import Table  # only the commands that print a table pay for importing it
     from rich.text import Text
 
     table = Table("module", "kind", "source", show_edge=False)
     table.columns[2].overflow = "fold"  # a path cut short with "…" cannot be opened
+    if descriptions is not None:
+        table.add_column("description", ratio=1)
     for info in modules:
         source = Text(_short_path(info.source))
         for hidden in info.shadows:  # what the same name would be without this module
             source.append(f"\nshadows {hidden.kind} {_short_path(hidden.source)}", style="yellow")
-        table.add_row(info.name, info.kind, source)
+        row: list[Any] = [info.name, info.kind, source]
+        if descriptions is not None:
+            row.append(Text(descriptions.get(info.name) or "—"))
+        table.add_row(*row)
     return table
 
 
