@@ -58,9 +58,12 @@ class Catalog:
                 **({"invalid_pipelines": list(self.skipped)} if self.skipped else {})}
 
 
-def catalog(project: Project, tools: Sequence[ToolSpec | Mapping[str, Any]] = (), *,
+def catalog(project: Project, tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None, *,
             exclude: Sequence[Path] = ()) -> Catalog:
-    """The project's catalog; `exclude`: pipeline files to leave out (the file a plan will replace)."""
+    """The project's catalog; `exclude`: pipeline files to leave out (the file a plan will replace).
+    `tools`: default the project's Python tools and one entry per configured MCP server."""
+    if tools is None:
+        tools = project_tools(project)
     base = project.config.base_dir.resolve()
     left_out = {path.resolve() for path in exclude}
     pipelines, skipped = [], []
@@ -75,6 +78,16 @@ def catalog(project: Project, tools: Sequence[ToolSpec | Mapping[str, Any]] = ()
         pipelines.append(PipelineEntry(path, graph.pipeline.name, graph.pipeline.description,
                                        tuple(start_inputs(graph.pipeline)), outputs))
     return Catalog(base, describe_all(project.registry), pipelines, [tool_entry(t) for t in tools], skipped)
+
+
+def project_tools(project: Project) -> list[ToolSpec | Mapping[str, Any]]:
+    """The Python tools (project, plugins, built-ins) and the MCP servers, whose tools are only known once
+    they start (so a plan names them as server.tool from the server's own documentation)."""
+    found: list[ToolSpec | Mapping[str, Any]] = [tool.spec for tool in project.registry.tools.by_name.values()]
+    for server in sorted(project.config.file.mcp_servers):
+        found.append({"name": f"{server}.*", "description": f"the tools of MCP server {server!r}, named "
+                      f"{server}.<tool> (listed when the server starts)"})
+    return found
 
 
 def pipeline_files(project: Project) -> list[Path]:

@@ -152,7 +152,7 @@ def header(task: str, target: Path) -> str:
 
 async def make_plan(project: Project, task: str, *, target: Path | None = None, create_modules: bool = False,
                     hooks: list[Hook] | None = None, options: RunOptions | None = None,
-                    tools: Sequence[ToolSpec] = (), max_answers: int = MAX_ANSWERS) -> PlanOutcome:
+                    tools: Sequence[ToolSpec] | None = None, max_answers: int = MAX_ANSWERS) -> PlanOutcome:
     """Ask the planner model for a pipeline doing `task` until one validates (or `max_answers` did not)."""
     if not task.strip():
         raise InputError("the task is empty", hint='say what the pipeline should do: orchestrai plan "..."')

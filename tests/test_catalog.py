@@ -203,7 +203,7 @@ def test_modules_json_prints_the_catalog(project: Path) -> None:
 
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert set(data) == {"modules", "pipelines", "tools"} and data["tools"] == []
+    assert set(data) == {"modules", "pipelines", "tools"} and "calculate" in {t["name"] for t in data["tools"]}
     by_name = {module["name"]: module for module in data["modules"]}
     assert by_name["word_count"] == {"name": "word_count", "kind": "project",
                                      "source": str((project / "modules" / "word_count.py").resolve()),
@@ -229,3 +229,15 @@ def test_modules_shows_each_description(project: Path) -> None:
     assert "Counts the words of every input." in rows["word_count"]
     assert "Translates the request into the language" in rows["translator"]
     assert "prompt" in rows["translator"] and "builtin" in rows["engineer"]
+
+
+def test_the_catalog_lists_python_tools_and_mcp_servers(project: Path) -> None:
+    from orchestrai.project import Project
+
+    write(project / "tools" / "mine.py", "def shout(text: str) -> str:\n    \"\"\"Uppercase a text.\"\"\"\n"
+          "    return text.upper()\n")
+    write(project / "config.yml", "mcp_servers:\n  weather: {command: python, args: [w.py]}\n")
+    listed = {entry["name"]: entry for entry in catalog(Project.open(project / "config.yml")).as_json()["tools"]}
+    assert listed["shout"]["description"] == "Uppercase a text."
+    assert listed["shout"]["parameters"]["required"] == ["text"]
+    assert "calculate" in listed and "weather.*" in listed
