@@ -62,13 +62,14 @@ class RunContext:
     options: RunOptions = field(default_factory=RunOptions)
     budget: Budget = field(default_factory=lambda: Budget(None))
     cache: CallCache | None = None
+    shared_limits: RateLimits | None = None  # a batch's or eval's limiters, shared by its runs
 
     def __post_init__(self) -> None:
         self.prices = price_table(self.config)
         # The run's one Redactor (hooks get it with RunStarted): the config's keys, those only in the
         # environment, and those of ready-made providers a library caller passed in.
         self.redact = Redactor([*self.config.secrets(), *provider_keys(self.options.providers.values())])
-        self.rate_limits = RateLimits(self.config.rate_limits)
+        self.rate_limits = self.shared_limits or RateLimits(self.config.rate_limits)
         self.by_model: dict[str, dict[str, Any]] = {}
         self._noticed: set[str] = set()
         self._provider_kinds: dict[str, tuple[str, bool]] = {}
