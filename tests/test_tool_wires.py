@@ -48,7 +48,7 @@ def make(kind: str, server: FakeLLMServer) -> Any:
 def complete(provider: Any, messages: list[Message], settings: dict[str, Any], **kw: Any) -> Completion:
     async def go() -> Completion:
         try:
-            return await provider.complete(messages, settings, **kw)  # type: ignore[no-any-return]
+            return await provider.complete(messages, settings, **kw)
         finally:
             await provider.aclose()
     return asyncio.run(go())
@@ -295,6 +295,8 @@ def test_the_local_model_calls_a_tool_then_answers_from_its_result() -> None:
             final = await provider.complete(answered, settings, on_token=tokens.append)
             assert "".join(tokens) == final.text  # the text answer streams
             structured = await provider.complete(answered, {**settings, "output_schema": ANSWER_SCHEMA})
+            with pytest.raises(ProviderError, match=r"tool calls ran past max_tokens \(12\)"):
+                await provider.complete(question, {**settings, "max_tokens": 12})  # bounded, never endless
             return first, final, structured
         finally:
             await provider.aclose()

@@ -5,12 +5,13 @@ a grammar choose between `message:` and `functions.<name>:`; a chosen call's arg
 under a grammar made from the tool's parameters schema, so they are always schema-valid JSON.
 
 What the bundled SmolLM2-135M does (tests/test_tool_wires.py runs it): asked "What is 17 + 25? Use
-the add tool." it calls `add({"a": 17, "b": 25})`, and a weather question calls the weather tool
-with the city; but once the results are in the conversation it asks for the same call again
-instead of answering, every time. So a call that repeats one already answered (same tool, same
-arguments) is not sent to the engine: when nothing new is asked for, the model answers in text from
-the results, with its own chat template (and the output_schema grammar for a structured step).
-A bigger model that asks for new calls gets as many rounds as the step allows.
+the add tool." it calls `add({"a": 17, "b": 25})`, and "What is the weather in Paris?" calls the
+weather tool with `{"city": "Paris"}`; but once the results are in the conversation it never
+chooses to answer: it asks for a call again (the same one, or the same tool with an empty city).
+So a call that repeats one already answered (same tool, same arguments) is not sent to the engine:
+when nothing new is asked for, the model answers in text from the results ("The result of the
+addition operation is 42."), with its own chat template (and the output_schema grammar for a
+structured step). A model that asks for new calls gets as many rounds as the step allows.
 
 Two gaps of the handler are filled here: its template has no `tool` role (results are given as
 user messages) and it shows tools only under a system message (one is added when there is none).
@@ -88,10 +89,10 @@ def choose_calls(llm: Any, messages: list[Message], tools: list[ToolSpec], optio
     try:
         result = handler(llama=bounded, messages=handler_messages(messages), tools=[_tool(t) for t in tools],
                          tool_choice="auto", **sampling)
-    except _Stopped as stopped:
+    except _Stopped:
         if cancel.is_set():
             return (), bounded.usage
-        raise ProviderError(f"the local model's tool calls ran past max_tokens ({budget}) ({stopped})",
+        raise ProviderError(f"the local model's tool calls ran past max_tokens ({budget})",
                             kind="bad_request", hint="raise max_tokens in model_config") from None
     except (RuntimeError, ValueError) as exc:  # the prompt does not fit the context, or llama.cpp failed
         raise ProviderError(f"the local model failed choosing tool calls: {exc}", kind="bad_request",
