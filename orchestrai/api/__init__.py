@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         StepRetrying,
         StepStarted,
         StepToken,
+        ToolCalled,
         Totals,
     )
     from .values import (
@@ -133,6 +134,7 @@ _EXPORTS = {
     "StepToken": "orchestrai.api.events",
     "TokenCallback": "orchestrai.api.values",
     "Totals": "orchestrai.api.events",
+    "ToolCalled": "orchestrai.api.events",
     "Usage": "orchestrai.api.values",
     "ValidationFailed": "orchestrai.errors",
 }
@@ -149,6 +151,6 @@ __all__ = [
     "MissingExtraError", "Module", "ModuleError", "ModuleKind", "Notice", "OrchestraiError", "PipelineError",
     "PreflightsSteps", "Problem", "PromptError", "Provider", "ProviderError", "ProviderSettings", "ProviderType",
     "Role", "RunFacts", "RunFinished", "RunStarted", "RunStatus", "SelectiveHook", "Step", "StepContext", "StepEnded",
-    "StepRecord", "StepRetrying", "StepStarted", "StepStatus", "StepToken", "TokenCallback", "ToolCall", "ToolError",
-    "ToolSource", "ToolSpec", "Totals", "Usage", "ValidationFailed",
+    "StepRecord", "StepRetrying", "StepStarted", "StepStatus", "StepToken", "TokenCallback", "ToolCall", "ToolCalled",
+    "ToolError", "ToolSource", "ToolSpec", "Totals", "Usage", "ValidationFailed",
 ]

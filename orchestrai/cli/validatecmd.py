@@ -60,6 +60,9 @@ def _lines(steps: tuple[Step, ...], project: Project, indent: str) -> list[str]:
             extra += f", foreach {control.foreach} as {control.item_name}"
         if control is not None and control.when is not None:
             extra += f", when {control.when.source}"
+        if step.tools is not None:
+            names = ", ".join(use.name for use in step.tools.uses) or "none"
+            extra += f", tools: {names}" + (f" (role {step.tools.role})" if step.tools.role else "")
         if control is not None and control.loop is not None:
             lines.append(f"{indent}{step.id}: loop, at most {control.loop.max_iterations} iterations{extra}  {where}")
             lines += _lines(control.loop.pipeline.steps, project, indent + "  ")

@@ -99,7 +99,7 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
         bus.emit(RunFinished(run.run_id, status, time.time(), totals, tuple(records), message))
         if cache is not None:
             cache.close()
-        await _close_quietly(providers)
+        await _close_quietly(providers, run)
     return RunResult(run.run_id, status, records, dict(scheduler.outputs), totals, graph.sinks(), message,
                      notices.texts)
 
@@ -237,10 +237,12 @@ def versions() -> dict[str, str]:
 _VERSIONS: dict[str, str] | None = None
 
 
-async def _close_quietly(providers: ProviderPool) -> None:
-    # Closing sockets must not mask the run's outcome (nor a cancellation arriving meanwhile).
+async def _close_quietly(providers: ProviderPool, run: RunContext) -> None:
+    # Closing sockets and MCP servers must not mask the run's outcome (nor a cancellation arriving meanwhile).
     with contextlib.suppress(Exception, asyncio.CancelledError):
         await asyncio.shield(providers.aclose())
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.shield(run.close_tools())
 
 
 def run_pipeline_sync(graph: PipelineGraph, config: Config, registry: ModuleRegistry,

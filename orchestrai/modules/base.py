@@ -19,11 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api import MODULE_ENTRY_POINT_GROUP, Module, ModuleKind, PipelineError, StepContext
 from ..names import MODULE_NAME_HINT, MODULE_NAME_RULE, is_module_name
 from ..plugins import Plugin, entry_points
+
+if TYPE_CHECKING:
+    from ..tools.python_tools import PythonTools
 
 ENTRY_POINT_GROUP = MODULE_ENTRY_POINT_GROUP
 PROMPT_SUFFIXES = (".md", ".txt")
@@ -65,6 +68,13 @@ class ModuleRegistry:
         self.project_dirs = _unique_dirs(project_dirs)
         self._use_plugins = plugins
         self._loaded: dict[str, Module] = {}
+
+    @cached_property
+    def tools(self) -> PythonTools:
+        """The project's Python tools (`tools/*.py`) and the `orchestrai.tools` plugins, found on first use."""
+        from ..tools.python_tools import PythonTools
+
+        return PythonTools(self.project_dirs, plugins=self._use_plugins)
 
     def resolve(self, name: str) -> ModuleInfo | None:
         """The module called `name`, or None (always None for a name that is not a safe file name)."""

@@ -50,6 +50,10 @@ class ChameleonModule:
                               hint="the template can use supplement, inputs and the names of the step's inputs") \
                 from None
 
+    def variables(self) -> frozenset[str]:
+        """The names the prompt reads (besides supplement, inputs and step): its inputs, e.g. as a tool's arguments."""
+        return self._template_variables - BUILTIN_VARIABLES
+
     def check(self, step: Step) -> list[Problem]:
         """Template problems found without running: syntax errors and variables the step does not provide."""
         import jinja2

@@ -7,6 +7,7 @@ few seconds, each failed item, end), and one summary row.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from ..api import (
     StepRetrying,
     StepStarted,
     StepToken,
+    ToolCalled,
 )
 from .costs import money, total_cost
 from .nesting import depth_of, fold_text, is_item, items_text, iterations_text, nest, parent_of, record_sums, rolled_up
@@ -72,6 +74,8 @@ class LiveProgress:
                 self.console.print(line)
         elif isinstance(event, StepRetrying):
             self.console.print(retry_line(event))
+        elif isinstance(event, ToolCalled):
+            self.console.print(tool_line(event))
         elif isinstance(event, Notice):
             self.console.print(notice_line(event))
         elif isinstance(event, RunFinished) and self._live is not None:
@@ -168,6 +172,8 @@ class PlainProgress:
                                     f"{event.iteration}/{event.max_iterations}"))
         elif isinstance(event, StepRetrying):
             self.console.print(retry_line(event))
+        elif isinstance(event, ToolCalled):
+            self.console.print(tool_line(event))
         elif isinstance(event, Notice):
             self.console.print(notice_line(event))
 
@@ -251,6 +257,23 @@ def _clock_text(seconds: float | None) -> str:
 
 def notice_line(event: Notice) -> Text:
     return Text(f"! {event.text}", style="yellow")
+
+
+def tool_line(event: ToolCalled) -> Text:
+    """`↳ add(a=17, b=25) → 42`; an error or a refused call in red."""
+    arguments = event.arguments
+    shown = ", ".join(f"{key}={_short(value)}" for key, value in arguments.items()) if isinstance(arguments, dict) \
+        else _short(arguments)
+    call = f"{_indent(event.step_id)}  ↳ {event.name}({shown})"
+    if event.error is not None:
+        return Text(f"{call} ✘ {_short(event.error, 120)}", style="red")
+    return Text(f"{call} → {_short(event.result)}")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def retry_line(event: StepRetrying) -> Text:

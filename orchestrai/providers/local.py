@@ -217,6 +217,23 @@ def load_model(path: Path, options: dict[str, Any]) -> LoadedModel:
 _GRAMMARS: dict[str, Any] = {}  # schema JSON -> LlamaGrammar (only its text: reusable by every call)
 
 
+# llama-cpp-python's schema converter (0.3.x) writes a string's characters as `char ::= [^"\\] | ...`,
+# which lets a raw newline or tab into a JSON string; JSON forbids them, so such an answer never
+# parses (SmolLM2 writes one in most long strings). llama.cpp's own converter and JSON_GBNF exclude
+# control characters; so does the rule put in its place here.
+_LOOSE_CHAR = r'char ::= [^"\\] |'
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+
+
+def json_gbnf(schema: Mapping[str, Any]) -> str:
+    """The GBNF text of a grammar for `schema` (keys sorted: one text per schema); raises when
+    llama-cpp-python cannot translate it."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    gbnf: str = json_schema_to_gbnf(json.dumps(schema, sort_keys=True))
+    return gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
 def json_grammar(schema: Mapping[str, Any]) -> Any:
     """A llama.cpp grammar for `schema`; plain JSON when llama-cpp-python cannot translate the schema
     (the engine still validates the answer and asks again)."""
@@ -225,7 +242,7 @@ def json_grammar(schema: Mapping[str, Any]) -> Any:
     text = json.dumps(schema, sort_keys=True)
     if text not in _GRAMMARS:
         try:
-            _GRAMMARS[text] = LlamaGrammar.from_json_schema(text, verbose=False)
+            _GRAMMARS[text] = LlamaGrammar.from_string(json_gbnf(schema), verbose=False)
         except Exception:  # noqa: BLE001 - its converter raises bare Exceptions for keywords it lacks
             _GRAMMARS[text] = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
     return _GRAMMARS[text]
