@@ -58,7 +58,7 @@ ANALYST, FINAL = "You are an analyst", "You write the final answer of a three-ti
 
 
 def test_every_pattern_validates(project: Path) -> None:
-    proc = cli(project, "validate", *[f"pipelines/patterns/{name}.yml" for name in PATTERNS])
+    proc = cli(project, "validate", *[f"pipelines/patterns/{name}.yml" for name in (*PATTERNS, "hierarchy")])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -70,10 +70,12 @@ DRY_RUN_CHECKS = {
     "iterative": {"refine#4/review": "completed", "refine": "completed"},
     "swarm": {"research[1]": "completed", "report": "completed"},  # echo's plan has minItems (2) queries
     "cascade": {"search[1]": "completed", "analysis[0]": "completed", "synthesis": "completed"},
+    # echo calls each offered tool once: the manager runs both workers, each worker its one tool
+    "hierarchy": {"answer/analyst@0/analysis": "completed", "answer/writer@1/text": "completed"},
 }
 
 
-@pytest.mark.parametrize("name", PATTERNS)
+@pytest.mark.parametrize("name", [*PATTERNS, "hierarchy"])
 def test_dry_run_runs_end_to_end(project: Path, fake_server: FakeLLMServer, name: str) -> None:
     proc = cli(project, "run", f"pipelines/patterns/{name}.yml", "--dry-run", "--input", f"request={REQUEST}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -230,6 +232,36 @@ def test_cascade_runs_three_tiers(project: Path, fake_server: FakeLLMServer, ser
 
 
 # ---------------------------------------------------------------- the embedded local model, no key
+
+
+MANAGER, WORKER_ANALYST = "You are a manager", "You are an analyst. You get one"
+WORKER_WRITER = "You are a writer. You get"
+
+
+def test_hierarchy_manager_spawns_workers_that_use_only_their_tools(project: Path, fake_server: FakeLLMServer,
+                                                                    server_config: Path, keys: dict[str, str]) -> None:
+    fake_server.queue_tool_calls([("analyst", {"task": "compute 17 + 25"}), ("writer", {"task": "announce it"})],
+                                 match=MANAGER)
+    fake_server.queue_reply("The answer is 42 (from the analyst).", match=MANAGER)
+    # The analyst also tries word_count, which its step does not offer: refused, never run.
+    fake_server.queue_tool_calls([("calculate", {"expression": "17 + 25"}), ("word_count", {"text": "x"})],
+                                 match=WORKER_ANALYST)
+    fake_server.queue_reply("17 + 25 = 42", match=WORKER_ANALYST)
+    fake_server.queue_tool_calls([("word_count", {"text": "We found 42."})], match=WORKER_WRITER)
+    fake_server.queue_reply("We found 42.", match=WORKER_WRITER)
+    result = run_scripted("hierarchy", server_config)
+    assert result.outputs["answer"] == "The answer is 42 (from the analyst)."
+    records = by_id(result.records)
+    analyst_calls = records["answer/analyst@0/analysis"].details["tool_calls"]
+    assert analyst_calls[0]["result"] == 42
+    assert analyst_calls[1]["refused"] is True and "tool not allowed" in analyst_calls[1]["error"]
+    assert records["answer/writer@1/text"].details["tool_calls"][0]["result"]["words"] == 3
+    manager_calls = records["answer"].details["tool_calls"]
+    assert [c["name"] for c in manager_calls] == ["analyst", "writer"]
+    assert manager_calls[0]["result"] == "17 + 25 = 42" and manager_calls[1]["result"] == "We found 42."
+    [first, _] = chat(fake_server, MANAGER)
+    assert sorted(first.tool_names) == ["analyst", "writer"]  # the manager is offered its two workers, nothing else
+    assert [sorted(r.tool_names) for r in chat(fake_server, WORKER_ANALYST)][0] == ["calculate"]
 
 
 def _extra_installed() -> bool:

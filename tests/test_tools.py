@@ -178,8 +178,8 @@ def test_a_module_and_a_sub_pipeline_as_tools(project: Path) -> None:
     assert offered["research"].parameters["required"] == ["topic"]
     assert offered["research"].description == "Researches a topic."
     records = {r.id: r for r in result.records}
-    assert records["a/translator#0/translator"].parent == "a"
-    assert records["a/research#1/notes"].status == "completed"
+    assert records["a/translator@0/translator"].parent == "a"
+    assert records["a/research@1/notes"].status == "completed"
     calls = records["a"].details["tool_calls"]
     assert all("error" not in c for c in calls), calls
 

@@ -129,9 +129,9 @@ async def _run_child(parent: Scheduler, step: Step, record: StepRecord, graph: P
 
 async def run_spawned(parent: Scheduler, step: Step, record: StepRecord, use: ToolUse, arguments: dict[str, Any],
                       number: int) -> Any:
-    """A module or sub-pipeline a model called as a tool: its records under `<step>/<tool>#<n>/`, its
+    """A module or sub-pipeline a model called as a tool: its records under `<step>/<tool>@<n>/`, its
     result the module's output, or the sub-pipeline's final output (a dict when it has several)."""
-    prefix = f"{record.id}/{use.name}#{number}/"
+    prefix = f"{record.id}/{use.name}@{number}/"  # "@": "#" would read as a loop iteration
     what = f"tool {use.name!r}"
     if use.pipeline is not None:
         graph = parent.run.graph_of(use.pipeline)
