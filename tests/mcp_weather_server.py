@@ -89,6 +89,9 @@ def serve_http() -> None:
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    # Listening before the port is printed: a client connecting while uvicorn still starts waits in
+    # the backlog instead of being refused (seen under load).
+    sock.listen(64)
     print(sock.getsockname()[1], flush=True)
     config = uvicorn.Config(server.streamable_http_app(), log_level="warning")
     anyio.run(lambda: uvicorn.Server(config).serve(sockets=[sock]))
