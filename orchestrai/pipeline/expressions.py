@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from .fastexpr import Fallback, compile_fast
+
 if TYPE_CHECKING:
     import jinja2
 
@@ -111,8 +113,6 @@ class Expression:
 
     def evaluate(self, scope: Mapping[str, Any]) -> bool:
         """The expression's truth over `scope` (output name -> value); ExpressionFailed when it raises."""
-        from .fastexpr import Fallback
-
         fast = _fast(self.source)
         try:
             if fast is not None:
@@ -177,8 +177,6 @@ def _environment() -> jinja2.Environment:
 def _fast(source: str) -> Callable[[Mapping[str, Any]], Any] | None:
     """The expression as a plain closure when it is in fastexpr's subset (jinja2 costs ~15 µs a call)."""
     import jinja2
-
-    from .fastexpr import compile_fast
 
     try:
         parser = jinja2.parser.Parser(_environment(), source, state="variable")
