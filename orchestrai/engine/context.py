@@ -23,8 +23,10 @@ from ..api import (
     Notice,
     Provider,
     RunFacts,
+    StepEnded,
     StepRecord,
     StepRetrying,
+    StepStarted,
     StepToken,
     TokenCallback,
     ToolCalled,
@@ -74,6 +76,7 @@ class RunContext:
         self._noticed: set[str] = set()
         self._provider_kinds: dict[str, tuple[str, bool]] = {}
         self.report_calls = self.bus.wants(CallFinished)  # nobody listening: the event is not even built
+        self.announces = (self.bus.wants(StepStarted), self.bus.wants(StepEnded))  # for every scheduler of the run
         self._report_fanouts = self.bus.wants(FanoutStarted)
         self._report_iterations = self.bus.wants(LoopIteration)
         self.facts = run_facts(self.run_id, self.config, self.options, self.registry)

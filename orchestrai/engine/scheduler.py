@@ -75,8 +75,8 @@ class Scheduler:
         self._finished = asyncio.Event()
         self._extra_of: dict[str, Callable[[Step, Mapping[str, Any]], Any] | None] = {}
         # Events nobody receives are not built (a frozen dataclass per step adds up on 10,000 steps).
-        self._announce_starts = run.bus.wants(StepStarted)
-        self._announce_ends = run.bus.wants(StepEnded)
+        self._announce_starts, self._announce_ends = run.announces  # asked once per run, not per child
+
 
     async def execute(self) -> RunStatus:
         """Run to the end; returns the run status."""
