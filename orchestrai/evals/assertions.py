@@ -15,15 +15,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import schemas
 from ..errors import Problem
 from ..yamlsrc import YamlDoc
 from .spec import ASSERTION_TYPES, AssertionSpec
+from .variants import Variant
 
-if TYPE_CHECKING:
-    from .plan import EvalPlan
+JudgeCheck = Callable[[AssertionSpec], list[tuple[str, str | None]]]  # what is wrong with a judge: (message, hint)
 
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -215,8 +215,9 @@ def load_schema(value: Any, base: Path) -> dict[str, Any]:
     return loaded
 
 
-def check_assertion_spec(spec: AssertionSpec, loc: tuple[Any, ...], doc: YamlDoc, plan: EvalPlan) -> list[Problem]:
-    """What is wrong with one assertion before anything runs."""
+def check_assertion_spec(spec: AssertionSpec, loc: tuple[Any, ...], doc: YamlDoc, base: Path,
+                         variants: list[Variant], check_judge: JudgeCheck) -> list[Problem]:
+    """What is wrong with one assertion before anything runs (`base`: the eval file's folder)."""
     if spec.type not in ASSERTION_TYPES:
         close = difflib.get_close_matches(spec.type, list(ASSERTION_TYPES), n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(ASSERTION_TYPES)}"
@@ -225,7 +226,6 @@ def check_assertion_spec(spec: AssertionSpec, loc: tuple[Any, ...], doc: YamlDoc
     if needed is not None and getattr(spec, needed) is None:
         return [doc.problem(loc, f"assertion {spec.type!r} needs `{needed}:`")]
     problems = []
-    base = plan.path.parent
     try:
         if spec.type == "python":
             python_function(str(spec.value), base)
@@ -236,11 +236,11 @@ def check_assertion_spec(spec: AssertionSpec, loc: tuple[Any, ...], doc: YamlDoc
         elif spec.type in ("cost_usd_below", "latency_s_below"):
             float(spec.value)
         elif spec.type == "llm-rubric":
-            problems += [doc.problem(loc, f"llm-rubric judge: {text}", hint) for text, hint in plan.judges.check(spec)]
+            problems += [doc.problem(loc, f"llm-rubric judge: {text}", hint) for text, hint in check_judge(spec)]
     except Exception as exc:  # the user's file or value: reported, never raised
         problems.append(doc.problem((*loc, "value"), f"assertion {spec.type!r}: {type(exc).__name__}: {exc}"))
     if spec.step is not None:
-        for variant in plan.variants:
+        for variant in variants:
             if spec.step not in variant.graph.steps and spec.step not in variant.graph.producers:
                 problems.append(doc.problem((*loc, "step"), f"variant {variant.name!r}: the pipeline has no step "
                                             f"or output {spec.step!r}", f"its steps: {', '.join(variant.graph.steps)}"))

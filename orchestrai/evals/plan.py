@@ -86,7 +86,8 @@ def _fill(plan: EvalPlan, doc: YamlDoc) -> None:
             plan.problems.append(doc.problem(locs[-1], f"two variants are named {variant_spec.name!r}"))
             continue
         names.add(variant_spec.name)
-        variant, found = build_variant(variant_spec, locs, doc, plan, plan.scratch / f"variant-{number}")
+        variant, found = build_variant(variant_spec, locs, doc, plan.path, spec, plan.project,
+                                       plan.scratch / f"variant-{number}")
         plan.problems += found
         if variant is not None:
             plan.variants.append(variant)
@@ -96,7 +97,7 @@ def _fill(plan: EvalPlan, doc: YamlDoc) -> None:
         for assertion, loc in test.assertions:
             if loc not in checked:
                 checked.add(loc)
-                plan.problems += check_assertion_spec(assertion, loc, doc, plan)
+                plan.problems += check_assertion_spec(assertion, loc, doc, base, plan.variants, plan.judges.check)
 
 
 def _all_variants(spec: EvalSpec) -> list[VariantSpec]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import Config
 from ..errors import OrchestraiError, Problem
@@ -19,12 +19,9 @@ from ..modules.base import ModuleRegistry
 from ..pipeline.graph import PipelineGraph
 from ..pipeline.loader import check_pipeline
 from ..pipeline.spec import Step
-from ..project import project_dirs
+from ..project import Project, project_dirs
 from ..yamlsrc import YamlDoc
-from .spec import PromptText, VariantSpec
-
-if TYPE_CHECKING:
-    from .plan import EvalPlan
+from .spec import EvalSpec, PromptText, VariantSpec
 
 Loc = tuple[Any, ...]
 
@@ -38,21 +35,21 @@ class Variant:
     pipeline_path: Path
 
 
-def build_variant(spec: VariantSpec, locs: list[Loc], doc: YamlDoc, plan: EvalPlan,
-                  overlay: Path) -> tuple[Variant | None, list[Problem]]:
+def build_variant(spec: VariantSpec, locs: list[Loc], doc: YamlDoc, eval_path: Path, eval_spec: EvalSpec,
+                  project: Project, overlay: Path) -> tuple[Variant | None, list[Problem]]:
     """The variant ready to run, or what is wrong with it (located at the variant's lines in the eval file)."""
     where = _locator(spec, locs, doc)
-    raw = spec.pipeline or plan.spec.pipeline
+    raw = spec.pipeline or eval_spec.pipeline
     assert raw is not None  # load_eval checked that some pipeline is named
-    path = plan.path.parent / raw
+    path = eval_path.parent / raw
     if not path.is_file():
         return None, [where("pipeline", f"variant {spec.name!r}: pipeline file {raw!r} not found",
-                            f"paths are relative to {plan.path.parent}")]
-    problems = _write_prompts(spec, where, plan.path.parent, overlay)
+                            f"paths are relative to {eval_path.parent}")]
+    problems = _write_prompts(spec, where, eval_path.parent, overlay)
     if problems:
         return None, problems
-    config = plan.project.config
-    registry = ModuleRegistry([overlay, *project_dirs(config)]) if spec.prompts else plan.project.registry
+    config = project.config
+    registry = ModuleRegistry([overlay, *project_dirs(config)]) if spec.prompts else project.registry
     graph, found = check_pipeline(path, config, registry)
     if graph is None:
         return None, [_relocate(p, overlay, spec) for p in found]
@@ -61,7 +58,7 @@ def build_variant(spec: VariantSpec, locs: list[Loc], doc: YamlDoc, plan: EvalPl
     if problems:
         return None, problems
     pipeline = dataclasses.replace(graph.pipeline, steps=steps)
-    threshold = spec.threshold if spec.threshold is not None else plan.spec.threshold
+    threshold = spec.threshold if spec.threshold is not None else eval_spec.threshold
     return Variant(spec.name, PipelineGraph(pipeline, graph.successors), registry, threshold, path), []
 
 
