@@ -248,6 +248,11 @@ BROKEN = [
     ("tests: [{vars: {request: x}}]\nassert:\n  - type: python\n    value: checks.py:fn\n", 5,
      "assertion 'python': ValueError:"),
     ("tests: [{vars: {request: x}}]\nassert:\n  - {type: llm-rubric}\n", 4, "assertion 'llm-rubric' needs `rubric:`"),
+    ("tests: [{vars: {request: x}}]\nassert:\n  - {type: llm-rubric, rubric: r, judge: {provider: nowhere}}\n", 4,
+     "llm-rubric judge: unknown provider 'nowhere'"),
+    ("tests: [{vars: {request: x}}]\nvariants:\n  - name: a\n    prompts: {translator: {text: x}}\n", 5,
+     "variant 'a': no step of"),
+    ("data: nowhere.jsonl\n", 2, "data file 'nowhere.jsonl' not found"),
 ]
 
 
@@ -329,3 +334,35 @@ def test_html_report_renders_in_headless_chromium(echo_project: Path, tmp_path: 
         ("world", "mini", "fail highlighted"), ("world", "big", "fail highlighted")])
     assert "<b>hello</b>" not in dom.split("<body>")[1].split("</h1>")[1]  # a test's name is text, not markup
     assert "<del>gpt-4o-mini:</del><ins>gpt-4o:</ins>" in dom  # big's diff against mini
+
+
+def test_runs_are_bounded_by_concurrency_and_pipelines_compare(echo_project: Path, fake_server: FakeLLMServer) -> None:
+    write(echo_project / "system_prompts" / "shouter.md", "Shout the request.\n")
+    write(echo_project / "pipelines" / "shouter.yml", ECHOER.replace("echoer", "shouter"))
+    fake_server.latency_s = 0.05
+    eval_file = write_eval(echo_project, """
+        pipelines: [../pipelines/echoer.yml, ../pipelines/shouter.yml]
+        concurrency: 2
+        tests: [{vars: {request: a}}, {vars: {request: b}}, {vars: {request: c}}, {vars: {request: d}}]
+        assert: [{type: regex, value: "^reply to"}]
+        """)
+    result = run_cli("eval", str(eval_file), "--json")
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0 and [v["name"] for v in data["variants"]] == ["echoer", "shouter"]
+    assert len(fake_server.requests) == 8 and fake_server.max_in_flight <= 2
+    systems = {(r.system or "").strip() for r in fake_server.requests}
+    assert systems == {"Repeat the request.", "Shout the request."}
+
+
+def test_a_run_that_cannot_finish_is_a_junit_error_and_an_unknown_variant_exits_2(echo_project: Path) -> None:
+    eval_file = write_eval(echo_project, """
+        pipeline: ../pipelines/echoer.yml
+        tests: [{name: ok, vars: {request: x}}, {name: no-input, vars: {other: x}}]
+        """)
+    assert run_cli("eval", str(eval_file), "--junit", "eval.xml").exit_code == 1
+    root = ET.parse("eval.xml").getroot()
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("2", "0", "1")
+    error = root.find(".//testcase[@name='no-input']/error")
+    assert error is not None and error.get("message") == "the pipeline needs run input(s) 'request'"
+    unknown = run_cli("eval", str(eval_file), "--variant", "nope")
+    assert unknown.exit_code == 2 and "no variant named 'nope'" in unknown.output

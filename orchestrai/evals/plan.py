@@ -12,7 +12,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import Problem
-from ..pipeline.graph import PipelineGraph
 from ..project import Project
 from ..schema_errors import problems_from_validation_error
 from ..yamlsrc import YamlDoc, load_yaml
@@ -156,6 +155,3 @@ def check_eval(path: Path, project: Project) -> tuple[str | None, list[Problem]]
     finally:
         plan.close()
 
-
-def variant_graph(plan: EvalPlan, name: str) -> PipelineGraph:
-    return next(v.graph for v in plan.variants if v.name == name)
