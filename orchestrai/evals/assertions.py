@@ -94,8 +94,8 @@ async def _regex(spec: AssertionSpec, ctx: CheckContext) -> AssertionResult:
     try:
         found = re.search(pattern, ctx.text) is not None
     except re.error as exc:
-        return _result(spec, False, f"regex {pattern!r}", f"not a valid regular expression: {exc}")
-    return _result(spec, found, f"regex {pattern!r}", f"no match in {_excerpt(ctx.text)}")
+        return _result(spec, False, f"regex {pattern}", f"not a valid regular expression: {exc}")
+    return _result(spec, found, f"regex {pattern}", f"no match in {_excerpt(ctx.text)}")
 
 
 def _parsed(value: Any) -> tuple[Any, str | None]:

@@ -6,10 +6,10 @@ One file, no scripts and nothing fetched: it opens from a CI artifact as it is. 
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from html import escape
 
-from .assertions import as_text
 from .runner import Cell, EvalReport
 
 _STYLE = """
@@ -62,7 +62,14 @@ def _row(report: EvalReport, test: str, baseline: str | None) -> str:
 
 def _text(cell: Cell) -> str:
     run = cell.runs[0] if cell.runs else None
-    return as_text(run.output) if run is not None and run.output is not None else ""
+    return display_text(run.output) if run is not None and run.output is not None else ""
+
+
+def display_text(value: object) -> str:
+    """An output for reading: several final outputs each under its name, structured values indented."""
+    if isinstance(value, dict) and value and all(isinstance(v, str) for v in value.values()):
+        return "\n\n".join(f"[{name}]\n{text}" for name, text in value.items())
+    return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
 def _cell(cell: Cell, base_text: str | None, baseline: str | None) -> str:
