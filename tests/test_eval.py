@@ -366,3 +366,21 @@ def test_a_run_that_cannot_finish_is_a_junit_error_and_an_unknown_variant_exits_
     assert error is not None and error.get("message") == "the pipeline needs run input(s) 'request'"
     unknown = run_cli("eval", str(eval_file), "--variant", "nope")
     assert unknown.exit_code == 2 and "no variant named 'nope'" in unknown.output
+
+
+def test_prompt_variants_send_their_own_text_and_leave_the_project_prompt(echo_project: Path,
+                                                                          fake_server: FakeLLMServer) -> None:
+    write(echo_project / "evals" / "prompts" / "loud.md", "Repeat the request, loudly.\n")
+    eval_file = write_eval(echo_project, """
+        pipeline: ../pipelines/echoer.yml
+        tests: [{vars: {request: hi}}]
+        variants:
+          - {name: file, prompts: {echoer: prompts/loud.md}}
+          - {name: inline, prompts: {echoer: {text: "Repeat it in French."}}, model_config: {model: gpt-4o}}
+          - {name: project}
+        """)
+    assert run_cli("eval", str(eval_file)).exit_code == 0
+    sent = {((r.system or "").strip(), r.model) for r in fake_server.requests}
+    assert sent == {("Repeat the request, loudly.", "gpt-4o-mini"), ("Repeat it in French.", "gpt-4o"),
+                    ("Repeat the request.", "gpt-4o-mini")}
+    assert (echo_project / "system_prompts" / "echoer.md").read_text() == "Repeat the request.\n"
