@@ -86,7 +86,7 @@ def eval_(
     html: Path | None = typer.Option(None, "--output", "-o", help="Write a self-contained HTML report here."),
     junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here (a testcase per test x variant)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout instead of the table."),
-    variants: list[str] = typer.Option([], "--variant", help="Run only this variant (repeatable)."),
+    variants: list[str] = typer.Option([], "--variant", metavar="NAME", help="Run only this variant (repeatable)."),
     concurrency: int | None = typer.Option(None, "--concurrency", min=1, help="Test runs at once."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer calls from the call cache."),
     budget: float | None = typer.Option(None, "--budget", min=0.000001, help="Stop spending above this many USD."),
