@@ -78,14 +78,35 @@ def run(
     raise typer.Exit(code)
 
 
+@app.command("eval")
+@user_errors
+def eval_(
+    eval_file: Path = typer.Argument(..., metavar="EVAL.yml", help="The eval file: pipeline, tests, variants."),
+    config: Path | None = ConfigOption,
+    html: Path | None = typer.Option(None, "--output", "-o", help="Write a self-contained HTML report here."),
+    junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here (a testcase per test x variant)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout instead of the table."),
+    variants: list[str] = typer.Option([], "--variant", metavar="NAME", help="Run only this variant (repeatable)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", min=1, help="Test runs at once."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer calls from the call cache."),
+    budget: float | None = typer.Option(None, "--budget", min=0.000001, help="Stop spending above this many USD."),
+    log_dir: Path | None = LogDirOption,
+) -> None:
+    """Run an eval: every test under every variant, with assertions; exit 1 when a variant misses its threshold."""
+    from .evalcmd import EvalRequest, eval_command
+
+    raise typer.Exit(eval_command(EvalRequest(eval_file, config, html, junit, as_json, variants, concurrency,
+                                              no_cache, budget, log_dir)))
+
+
 @app.command()
 @user_errors
 def validate(
-    pipelines: list[Path] = typer.Argument(..., help="Pipeline files to check."),
+    pipelines: list[Path] = typer.Argument(..., help="Pipeline files (or eval files) to check."),
     config: Path | None = ConfigOption,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list each step's module, provider and model."),
 ) -> None:
-    """Check pipelines (and the config) without running anything; report every problem."""
+    """Check pipelines and eval files (and the config) without running anything; report every problem."""
     from .validatecmd import validate_pipelines
 
     raise typer.Exit(validate_pipelines(pipelines, config, typer.echo, verbose=verbose))

@@ -30,6 +30,18 @@ def validate_pipelines(pipelines: list[Path], config: Path | None, echo: Callabl
         sys.stderr.write(f"! {text}\n")
     failed = False
     for path in pipelines:
+        if _is_eval_file(path):
+            from ..evals.plan import check_eval
+
+            summary, problems = check_eval(path, project)
+            if summary is not None:
+                echo(f"{path}: valid — {summary}")
+                continue
+            from .render import print_problems
+
+            failed = True
+            print_problems(problems)
+            continue
         graph, problems = project.check(path)
         if problems:
             from .render import print_problems  # rich only when there is something to show: it costs ~60 ms to import
@@ -43,6 +55,17 @@ def validate_pipelines(pipelines: list[Path], config: Path | None, echo: Callabl
                 for line in step_lines(graph, project):
                     echo(line)
     return 2 if failed else 0
+
+
+def _is_eval_file(path: Path) -> bool:
+    """An eval file names its pipeline (`pipeline: file.yml`, tests:, variants:); a pipeline lists steps."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False  # the pipeline check reports what is wrong with reading it
+    from ..evals.spec import looks_like_eval
+
+    return looks_like_eval(text)
 
 
 def step_lines(graph: PipelineGraph, project: Project) -> list[str]:
