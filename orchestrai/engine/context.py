@@ -17,6 +17,8 @@ from .. import api, schemas
 from ..api import (
     CallFinished,
     Completion,
+    FanoutStarted,
+    LoopIteration,
     Message,
     Notice,
     Provider,
@@ -30,7 +32,7 @@ from ..config import Config
 from ..errors import ModuleError, ProviderError
 from ..modules.base import ModuleRegistry
 from ..pipeline.graph import PipelineGraph
-from ..pipeline.spec import Step
+from ..pipeline.spec import LoopBody, Step, SubPipeline
 from ..policies import RetryConfig
 from ..providers.pool import ProviderPool
 from .budget import UNSET_MAX_TOKENS_ESTIMATE, Budget, BudgetExceeded, estimate_tokens, price_table
@@ -66,7 +68,17 @@ class RunContext:
         self._noticed: set[str] = set()
         self._provider_kinds: dict[str, tuple[str, bool]] = {}
         self.report_calls = self.bus.wants(CallFinished)  # nobody listening: the event is not even built
+        self._report_fanouts = self.bus.wants(FanoutStarted)
+        self._report_iterations = self.bus.wants(LoopIteration)
         self.facts = run_facts(self.run_id, self.config, self.options, self.registry)
+        self._graphs: dict[int, PipelineGraph] = {}
+
+    def graph_of(self, part: LoopBody | SubPipeline) -> PipelineGraph:
+        """The graph of a loop body or sub-pipeline, built once per run (the part lives as long as the pipeline)."""
+        graph = self._graphs.get(id(part))
+        if graph is None:
+            graph = self._graphs[id(part)] = PipelineGraph(part.pipeline, part.successors)
+        return graph
 
     @property
     def run_inputs(self) -> dict[str, Any]:
@@ -85,6 +97,14 @@ class RunContext:
     def retry_policy(self, step: Step) -> RetryConfig:
         """The config's retry policy with the step's own settings on top."""
         return self.config.file.retry.merged(step.retry)
+
+    def announce_fanout(self, record_id: str, total: int) -> None:
+        if self._report_fanouts:
+            self.bus.emit(FanoutStarted(record_id, total))
+
+    def announce_iteration(self, record_id: str, iteration: int, max_iterations: int) -> None:
+        if self._report_iterations:
+            self.bus.emit(LoopIteration(record_id, iteration, max_iterations))
 
     def notice(self, text: str) -> None:
         """Tell the user something once per run."""
@@ -111,6 +131,7 @@ class StepContext:
     step: Step
     run: RunContext
     record: StepRecord
+    scope: Mapping[str, Any] | None = None  # a sub-pipeline's run inputs (None: the run's)
     _structured: Any = field(default=None, repr=False)  # the value complete_structured last returned
 
     @property
@@ -119,7 +140,7 @@ class StepContext:
 
     @property
     def run_inputs(self) -> Mapping[str, Any]:
-        return self.run.run_inputs
+        return self.run.run_inputs if self.scope is None else self.scope
 
     @property
     def details(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from ..modelconfig import LOCAL_DEFAULT_NOTICE
 from ..modules.base import ModuleRegistry
 from ..names import is_safe_file_name
 from ..pipeline.graph import PipelineGraph
+from ..pipeline.spec import module_steps
 from ..providers.pool import ProviderPool
 from .budget import Budget, unpriced_models
 from .cache import CallCache
@@ -91,7 +92,7 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
     finally:
         if frozen:
             gc.unfreeze()
-        records = list(scheduler.records.values())
+        records = list(scheduler.all_records())
         totals = summarize(records, time.time() - started, run.by_model)
         if status == "budget_exceeded":
             message = budget_message(run.budget, records)
@@ -133,7 +134,7 @@ def _on_local_default(graph: PipelineGraph, config: Config, registry: ModuleRegi
     """Whether model calls run on the local model because nothing was configured (no config, no keys)."""
     return config.uses_local_default and any(
         step.model_settings.get("provider") == "local" and (info := registry.resolve(step.module)) is not None
-        and info.uses_llm for step in graph.pipeline.steps)
+        and info.uses_llm for step in module_steps(graph.pipeline))
 
 
 def budget_message(budget: Budget, records: list[StepRecord]) -> str:
@@ -162,10 +163,11 @@ def _preflight(graph: PipelineGraph, config: Config, registry: ModuleRegistry, p
                          hint=f"pass {flags}, or pipe the text on stdin")
     # Resolving a module name looks at the file system: once per name, not once per step. Keys and
     # local models are checked once per distinct model settings, by the first step using them.
-    modules = {step.module for step in graph.pipeline.steps}
+    every = list(module_steps(graph.pipeline))  # loop bodies and sub-pipelines included
+    modules = {step.module for step in every}
     uses_llm = {name: (info := registry.resolve(name)) is not None and info.uses_llm for name in modules}
     prepared: set[str] = set()
-    for step in graph.pipeline.steps:
+    for step in every:
         settings = repr(step.model_settings)
         if uses_llm[step.module] and settings not in prepared:
             try:
@@ -180,12 +182,12 @@ def _preflight(graph: PipelineGraph, config: Config, registry: ModuleRegistry, p
     instances = {name: registry.instance(name) for name in modules}
     checks = {name: module.preflight for name, module in instances.items() if isinstance(module, PreflightsSteps)}
     facts = run_facts(str(options.run_id), config, options, registry)
-    for step in graph.pipeline.steps:  # in file order, so the first offending step is the one named
+    for step in every:  # in file order, so the first offending step is the one named
         if step.module in checks:
             checks[step.module](step, facts)
     if options.budget_usd is not None and not options.dry_run:
         problems = [Problem.at(step.location, message, hint)
-                    for step in graph.pipeline.steps for message, hint in unpriced_models(step, config, registry)]
+                    for step in every for message, hint in unpriced_models(step, config, registry)]
         if problems:
             raise ValidationFailed(problems)
 

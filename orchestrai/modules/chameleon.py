@@ -61,7 +61,10 @@ class ChameleonModule:
                             f"used by step {step.id!r} at {step.location}")]
         except OSError as exc:
             return [Problem(str(self.path), None, f"cannot read prompt: {exc}")]
-        unknown = sorted(variables - BUILTIN_VARIABLES - set(step.all_inputs))
+        given = set(step.all_inputs)
+        if step.control is not None and step.control.foreach is not None:  # the current item, by its `as:` name
+            given.add(step.control.item_name)
+        unknown = sorted(variables - BUILTIN_VARIABLES - given)
         return [Problem.at(step.location, f"step {step.id!r}: prompt {self.path.name} uses "
                            f"{{{{ {name} }}}}, which is not one of the step's inputs",
                            f"add {name!r} to the step's inputs, or remove it from the prompt") for name in unknown]

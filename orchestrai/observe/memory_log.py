@@ -212,9 +212,27 @@ def _rebuild_from_journal(path: Path) -> dict[str, Any]:
             steps[entry["id"]] = entry
     order = header.pop("step_ids", list(steps))
     planned = {step_id: (module, output) for step_id, module, output in header.pop("plan", [])}
-    records = [steps.get(sid) or _unfinished(sid, *planned.get(sid, ("?", "?"))) for sid in order]
+    records = _with_children([steps.get(sid) or _unfinished(sid, *planned.get(sid, ("?", "?"))) for sid in order],
+                             steps)
     return {**header, "status": "interrupted", "finished_at": None, "totals": totals_of(records), "steps": records,
             "recovered_from": path.name}
+
+
+def _with_children(top: list[dict[str, Any]], journal: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The planned steps, each followed by the fan-out items, loop iterations and sub-pipeline steps the
+    journal holds for it (in the order they finished), as the final log orders them."""
+    children: dict[str, list[dict[str, Any]]] = {}
+    for entry in journal.values():
+        if entry.get("parent") is not None:
+            children.setdefault(entry["parent"], []).append(entry)
+    ordered: list[dict[str, Any]] = []
+    todo = list(reversed(top))
+    while todo:
+        entry = todo.pop()
+        ordered.append(entry)
+        todo += reversed(children.pop(entry["id"], []))
+    ordered += [entry for group in children.values() for entry in group]  # a parent the journal lacks
+    return ordered
 
 
 def _unfinished(step_id: str, module: str, output_name: str) -> dict[str, Any]:

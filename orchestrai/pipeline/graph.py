@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from .spec import Pipeline, Step
+from .spec import Pipeline, Step, Successors
 
 if TYPE_CHECKING:
     import networkx as nx
 
-Successors = dict[str, list[str]]  # step id -> the ids of the steps that need its output, in file order
 
 
 @dataclass
@@ -45,6 +44,7 @@ class PipelineGraph:
     def summary(self) -> GraphSummary:
         layers = topological_layers(self.successors) or []
         return GraphSummary(
+            counts=summary_counts(self.pipeline.steps),
             steps=len(self.successors),
             edges=sum(len(targets) for targets in self.successors.values()),
             widest_layer=max((len(layer) for layer in layers), default=0),
@@ -73,20 +73,50 @@ class GraphSummary:
     edges: int
     widest_layer: int
     longest_chain: int
+    counts: dict[str, int] = field(default_factory=dict)  # fan-outs, conditions, loops, sub-pipelines
 
     def __str__(self) -> str:
-        return (f"{self.steps} steps, {self.edges} edges, widest parallel layer {self.widest_layer}, "
+        text = (f"{self.steps} steps, {self.edges} edges, widest parallel layer {self.widest_layer}, "
                 f"longest chain {self.longest_chain}")
+        extra = [f"{count} {what}{'s' if count != 1 else ''}" for what, count in self.counts.items() if count]
+        return text + (", " + ", ".join(extra) if extra else "")
 
 
-def wire_steps(steps: tuple[Step, ...]) -> Successors:
-    """An edge from each input's producer to its consumer; unknown inputs are left to the validator."""
-    producers = {step.output_name: step.id for step in steps}
+def start_inputs(pipeline: Pipeline) -> list[str]:
+    """The run inputs a pipeline's start_module steps read (their output_names), in file order."""
+    return [step.output_name for step in pipeline.steps if step.module == "start_module"]
+
+
+def summary_counts(steps: tuple[Step, ...]) -> dict[str, int]:
+    """How many fan-outs, conditions, loops and sub-pipelines a file has (loop bodies included)."""
+    counts = {"fan-out": 0, "condition": 0, "loop": 0, "sub-pipeline": 0}
+    todo = list(steps)
+    while todo:
+        control = todo.pop().control
+        if control is None:
+            continue
+        counts["fan-out"] += control.foreach is not None
+        counts["condition"] += control.when is not None
+        counts["sub-pipeline"] += control.pipeline is not None
+        if control.loop is not None:
+            counts["loop"] += 1
+            todo += control.loop.pipeline.steps
+    return counts
+
+
+def wire_steps(steps: tuple[Step, ...], *, ordered: bool = False) -> Successors:
+    """An edge from each input's producer to its consumer; unknown inputs are left to the validator.
+
+    `ordered` (a loop body): only producers written before the consumer; a name produced by the same
+    or a later step is the previous iteration's value, not an edge.
+    """
+    producers = {step.output_name: step for step in steps}
     successors: dict[str, dict[str, None]] = {step.id: {} for step in steps}  # dicts: ordered sets of targets
     for step in steps:
-        for name in step.all_inputs:
-            if name in producers:
-                successors[producers[name]][step.id] = None
+        for name in step.dependencies:
+            producer = producers.get(name)
+            if producer is not None and (not ordered or producer.index < step.index):
+                successors[producer.id][step.id] = None
     return {step_id: list(targets) for step_id, targets in successors.items()}
 
 

@@ -17,9 +17,10 @@ from ..modelconfig import apply_local_default, infer_provider, merge_model_confi
 from ..modules.base import ModuleInfo, ModuleRegistry
 from ..schema_errors import problems_from_validation_error
 from ..yamlsrc import YamlDoc, load_yaml
+from .decisions import Names, Parsed, loop_step, resolve
 from .graph import PipelineGraph, find_cycle, wire_steps
-from .output_schema import SchemaReader, declared_schema
-from .spec import Pipeline, PipelineHeader, Step, StepSpec
+from .output_schema import SchemaReader, declared_schema, locate_file
+from .spec import LOOP_MODULE, PIPELINE_MODULE, LoopEntry, Pipeline, PipelineHeader, Step, StepSpec, module_steps
 
 
 @dataclass
@@ -29,6 +30,7 @@ class _Checker:
     doc: YamlDoc
     config: Config
     registry: ModuleRegistry
+    within: tuple[Path, ...] = ()  # this file and the files that run it as a sub-pipeline
 
     def __post_init__(self) -> None:
         self.problems: list[Problem] = []
@@ -37,6 +39,10 @@ class _Checker:
         self.local_default = self.config.uses_local_default
         self.known_providers = self.config.provider_names()
         self.schemas = SchemaReader(self.doc, self.config.base_dir)
+        self.base_settings = self.config.file.default_model_config.settings()
+        self.infos: dict[str, ModuleInfo | None] = {}
+        self.loaded: dict[str, _Loaded | None] = {}
+        self.module_checks: dict[str, StepCheck] = {}
 
     def location(self, loc: tuple[Any, ...]) -> Location:
         return Location(self.doc.path, self.doc.line_of(loc))
@@ -59,27 +65,30 @@ def load_pipeline(path: str | Path | None, config: Config, registry: ModuleRegis
     return graph
 
 
-def check_pipeline(path: str | Path, config: Config,
-                   registry: ModuleRegistry) -> tuple[PipelineGraph | None, list[Problem]]:
-    """Read and validate a pipeline; return its graph (when valid) and every problem found."""
+def check_pipeline(path: str | Path, config: Config, registry: ModuleRegistry, *,
+                   _within: tuple[Path, ...] = ()) -> tuple[PipelineGraph | None, list[Problem]]:
+    """Read and validate a pipeline; return its graph (when valid) and every problem found.
+
+    `_within`: the pipeline files that (transitively) run this one as a sub-pipeline, to find cycles.
+    """
     path = Path(path)
     doc, problems = load_yaml(path)
     if doc is None or problems:
         return None, problems
-    check = _Checker(doc, config, registry)
+    check = _Checker(doc, config, registry, within=(*_within, path.resolve()))
     data = doc.data
     if not isinstance(data, dict) or not isinstance(data.get("pipeline"), list) or not data["pipeline"]:
         check.add((), "a pipeline file needs a top-level `pipeline:` list of steps",
                   "see pipelines/planning.yml for an example")
         return None, check.problems
     header = _check_header(check, data)
-    steps, broken_outputs = _check_steps(check, data["pipeline"], header)
-    _check_references(check, steps, broken_outputs)
+    parsed, broken_outputs = _check_steps(check, data["pipeline"], ("pipeline",), header)
+    steps = _resolve_all(check, parsed, broken_outputs)
     budget = (header.budget_usd if header else None) or config.file.budget_usd
-    if budget is not None:
-        for step in steps:
+    if budget is not None:  # every model call under the budget, loop bodies and sub-pipelines included
+        for step in module_steps(Pipeline(path.stem, doc.path, None, tuple(steps))):
             for message, hint in unpriced_models(step, config, registry):
-                check.add(("pipeline", step.index), message, hint)
+                check.problems.append(Problem.at(step.location, message, hint))
     successors = wire_steps(tuple(steps))
     cycle = find_cycle(successors)
     if cycle:
@@ -103,42 +112,128 @@ def _check_header(check: _Checker, data: dict[str, Any]) -> PipelineHeader | Non
         return None
 
 
-def _check_steps(check: _Checker, items: list[Any], header: PipelineHeader | None) -> tuple[list[Step], set[str]]:
+def _check_steps(check: _Checker, items: list[Any], prefix: tuple[Any, ...],
+                 header: PipelineHeader | None) -> tuple[list[Parsed], set[str]]:
     """Validate each step alone, so one bad step does not hide the problems of the others."""
-    defaults = header.defaults.settings() if header and header.defaults else None
-    base = check.config.file.default_model_config.settings()
-    steps: list[Step] = []
+    parsed: list[Parsed] = []
     broken_outputs: set[str] = set()  # outputs of steps that failed the schema: not "missing" elsewhere
     for index, item in enumerate(items):
-        loc = ("pipeline", index)
+        loc = (*prefix, index)
         if not isinstance(item, dict):
             check.add(loc, f"step {index + 1} must be a mapping with module, inputs and output_name")
             continue
+        model: type[StepSpec] | type[LoopEntry] = LoopEntry if "loop" in item else StepSpec
         try:
-            spec = StepSpec.model_validate(item)
+            spec = model.model_validate(item)
         except ValidationError as exc:
-            check.problems += problems_from_validation_error(exc, check.doc, what="step", prefix=loc, model=StepSpec)
-            if isinstance(item.get("output_name"), str):
-                broken_outputs.add(item["output_name"])
+            check.problems += problems_from_validation_error(exc, check.doc, what="step", prefix=loc, model=model)
+            broken_outputs |= _outputs_of(item)
             continue
-        if spec.settings is not None:
-            for key, meant in misspelled_keys(spec.settings):
-                check.add((*loc, "model_config", key), f"unknown model_config key {key!r}", f"did you mean {meant!r}?")
-        settings = merge_model_configs(base, defaults, spec.settings.settings() if spec.settings else None)
-        step_id = spec.id or spec.output_name
-        inferred = _resolve_model(check, loc, step_id, settings)
-        schema = None
-        if spec.output_schema is not None:
-            schema, problems = check.schemas.read(loc, step_id, spec.output_schema)
-            check.problems += problems
-        steps.append(Step(id=step_id, module=spec.module, output_name=spec.output_name, inputs=tuple(spec.inputs),
-                          supplement=spec.supplement, model_settings=settings, options=spec.options,
-                          location=check.location(loc), index=index, provider_inferred=inferred,
-                          optional_inputs=tuple(spec.optional_inputs), critical=spec.critical, priority=spec.priority,
-                          retry=spec.retry, timeout_s=spec.timeout_s, max_cost_usd=spec.max_cost_usd, cache=spec.cache,
-                          fallbacks=_resolve_fallbacks(check, loc, step_id, spec),
-                          output_schema=schema, output_retries=spec.output_retries))
-    return steps, broken_outputs
+        if isinstance(spec, LoopEntry):
+            if prefix != ("pipeline",):
+                check.add((*loc, "loop"), "a loop inside a loop body is not supported",
+                          "move the inner loop to a sub-pipeline file and run it with pipeline:")
+                continue
+            body, broken = _check_steps(check, item["loop"]["steps"], (*loc, "loop", "steps"), header)
+            broken_outputs |= broken
+            step_id = spec.id or spec.output_name
+            step = Step(id=step_id, module=LOOP_MODULE, output_name=spec.output_name, inputs=(), supplement=None,
+                        model_settings={}, options={}, location=check.location(loc), index=index,
+                        critical=spec.critical, priority=spec.priority)
+            parsed.append(Parsed(step, spec, loc, body=body))
+        else:
+            parsed.append(_read_step(check, loc, index, spec, header))
+    return parsed, broken_outputs
+
+
+def _outputs_of(item: dict[str, Any]) -> set[str]:
+    names = {item["output_name"]} if isinstance(item.get("output_name"), str) else set()
+    body = item.get("loop", {}).get("steps") if isinstance(item.get("loop"), dict) else None
+    for inner in body if isinstance(body, list) else []:
+        if isinstance(inner, dict) and isinstance(inner.get("output_name"), str):
+            names.add(inner["output_name"])
+    return names
+
+
+def _read_step(check: _Checker, loc: tuple[Any, ...], index: int, spec: StepSpec,
+               header: PipelineHeader | None) -> Parsed:
+    if spec.settings is not None:
+        for key, meant in misspelled_keys(spec.settings):
+            check.add((*loc, "model_config", key), f"unknown model_config key {key!r}", f"did you mean {meant!r}?")
+    defaults = header.defaults.settings() if header and header.defaults else None
+    settings = merge_model_configs(check.base_settings, defaults, spec.settings.settings() if spec.settings else None)
+    step_id = spec.id or spec.output_name
+    inferred = _resolve_model(check, loc, step_id, settings) if spec.module is not None else False
+    schema = None
+    if spec.output_schema is not None:
+        schema, problems = check.schemas.read(loc, step_id, spec.output_schema)
+        check.problems += problems
+    step = Step(id=step_id, module=spec.module or PIPELINE_MODULE, output_name=spec.output_name,
+                inputs=tuple(spec.inputs), supplement=spec.supplement, model_settings=settings, options=spec.options,
+                location=check.location(loc), index=index, provider_inferred=inferred,
+                optional_inputs=tuple(spec.optional_inputs), critical=spec.critical, priority=spec.priority,
+                retry=spec.retry, timeout_s=spec.timeout_s, max_cost_usd=spec.max_cost_usd, cache=spec.cache,
+                fallbacks=_resolve_fallbacks(check, loc, step_id, spec),
+                output_schema=schema, output_retries=spec.output_retries)
+    parsed = Parsed(step, spec, loc)
+    if spec.pipeline is not None:
+        parsed.sub_path, parsed.sub = spec.pipeline, _load_sub_pipeline(check, loc, step_id, spec.pipeline)
+    return parsed
+
+
+def _load_sub_pipeline(check: _Checker, loc: tuple[Any, ...], step_id: str, raw: str) -> PipelineGraph | None:
+    """The sub-pipeline's graph, validated recursively (its problems at its own lines); None when broken."""
+    path, problem = locate_file(check.doc, check.config.base_dir, (*loc, "pipeline"), f"step {step_id!r}: pipeline",
+                                raw, (".yml", ".yaml"), "name a pipeline file")
+    if path is None:
+        check.problems += [problem] if problem else []
+        return None
+    if path in check.within:
+        chain = " -> ".join(str(p.name) for p in (*check.within[check.within.index(path):], path))
+        check.add((*loc, "pipeline"), f"step {step_id!r}: sub-pipelines form a cycle: {chain}",
+                  "a pipeline cannot run itself, directly or through others")
+        return None
+    graph, problems = check_pipeline(path, check.config, check.registry, _within=check.within)
+    if problems:
+        check.problems += problems
+        check.add((*loc, "pipeline"), f"step {step_id!r}: sub-pipeline {raw} has problems (listed with its lines)",
+                  "fix them in that file")
+    return graph
+
+
+def _resolve_all(check: _Checker, parsed: list[Parsed], broken: set[str]) -> list[Step]:
+    """Module checks per group of steps (the file's top level, each loop body), then their controls."""
+    bodies = [p for p in parsed if p.body is not None]
+    _check_unique(check, [s for p in parsed for s in (p, *(p.body or ()))])
+    inside = {s.step.output_name: p.step.id for p in bodies for s in p.body or ()}
+    _check_modules(check, [p for p in parsed if p.body is None])
+    for p in bodies:
+        _check_modules(check, p.body or [])
+    top = {p.step.output_name: p.step for p in parsed}
+    top_names = Names(top, {name: loop for name, loop in inside.items() if name not in top})
+    steps = []
+    for p in parsed:
+        if p.body is None:
+            steps.append(_finish_step(check, p, top_names, broken))
+            continue
+        own = {s.step.output_name: s.step for s in p.body}
+        visible = {**{k: v for k, v in top.items() if k != p.step.output_name}, **own}
+        names = Names(visible, {name: loop for name, loop in inside.items() if name not in visible})
+        body = [_finish_step(check, inner, names, broken) for inner in p.body]
+        steps.append(loop_step(p, body, top_names, check.add))
+    return steps
+
+
+def _finish_step(check: _Checker, parsed: Parsed, names: Names, broken: set[str]) -> Step:
+    step = parsed.step = resolve(parsed, names, check.add)
+    for key, listed in (("inputs", step.inputs), ("optional_inputs", step.optional_inputs)):
+        for position, name in enumerate(listed):
+            if name not in names.producers and name not in broken:
+                message, hint = names.unknown(step.id, name, "needs")
+                check.add((*parsed.loc, key, position), message, hint)
+    if step.module in check.module_checks:
+        check.problems += check.module_checks[step.module](step)
+    return step
 
 
 def _resolve_fallbacks(check: _Checker, loc: tuple[Any, ...], step_id: str,
@@ -186,48 +281,43 @@ def _resolve_model(check: _Checker, loc: tuple[Any, ...], step_id: str, settings
     return inferred
 
 
-def _check_references(check: _Checker, steps: list[Step], broken_outputs: set[str]) -> None:
-    """Duplicates, unknown modules, inputs nobody produces, and prompt templates."""
+def _check_unique(check: _Checker, group: list[Parsed]) -> None:
+    """Output names and ids are unique in the whole file, loop bodies included."""
     first_output: dict[str, Step] = {}
     first_id: dict[str, Step] = {}
-    for step in steps:
-        loc = ("pipeline", step.index)
+    for parsed in group:
+        step = parsed.step
         if step.output_name in first_output:
             other = first_output[step.output_name]
-            check.add((*loc, "output_name"), f"two steps produce {step.output_name!r} (also step {other.id!r} at line "
-                      f"{other.location.line})", "give each step a distinct output_name")
+            check.add((*parsed.loc, "output_name"), f"two steps produce {step.output_name!r} (also step "
+                      f"{other.id!r} at line {other.location.line})", "give each step a distinct output_name")
         elif step.id in first_id:
-            check.add(loc, f"two steps have the id {step.id!r}", "give each step a distinct id")
+            check.add(parsed.loc, f"two steps have the id {step.id!r}", "give each step a distinct id")
         first_output.setdefault(step.output_name, step)
         first_id.setdefault(step.id, step)
-    # Once per module name, not per step: resolving looks at the file system, and a prompt's
-    # template is parsed once however many steps use it.
-    infos: dict[str, ModuleInfo | None] = {}
-    loaded: dict[str, _Loaded | None] = {}
-    for number, step in enumerate(steps):
-        loc = ("pipeline", step.index)
-        if step.module not in infos:
-            infos[step.module] = check.registry.resolve(step.module)
-        info = infos[step.module]
-        if info is None:
-            check.add((*loc, "module"), check.registry.unknown_message(step.module, step.id),
+
+
+def _check_modules(check: _Checker, group: list[Parsed]) -> None:
+    """Unknown modules, each module's own check and declared schema: once per module name, not per step
+    (resolving looks at the file system, and a prompt's template is parsed once however many steps use it)."""
+    for parsed in group:
+        step = parsed.step
+        if step.module == PIPELINE_MODULE:
+            continue
+        if step.module not in check.infos:
+            check.infos[step.module] = check.registry.resolve(step.module)
+        if check.infos[step.module] is None:
+            check.add((*parsed.loc, "module"), check.registry.unknown_message(step.module, step.id),
                       check.registry.unknown_hint(step.module))
-        for key, names in (("inputs", step.inputs), ("optional_inputs", step.optional_inputs)):
-            for position, name in enumerate(names):
-                if name not in first_output and name not in broken_outputs:
-                    check.add((*loc, key, position), f"step {step.id!r} needs {name!r}, which no step produces",
-                              f"add a step with output_name: {name}, or fix the spelling")
-        if info is None:
             continue
-        if step.module not in loaded:  # the module's own check and schema, found once per module name
-            loaded[step.module] = _load_module(check, loc, step)
-        module = loaded[step.module]
-        if module is None:
-            continue
-        if step.output_schema is None and module.schema is not None:
-            steps[number] = step = replace(step, output_schema=module.schema)
-        if module.check is not None:
-            check.problems += module.check(step)
+        if step.module not in check.loaded:
+            check.loaded[step.module] = _load_module(check, parsed.loc, step)
+            module = check.loaded[step.module]
+            if module is not None and module.check is not None:
+                check.module_checks[step.module] = module.check
+        module = check.loaded[step.module]
+        if module is not None and step.output_schema is None and module.schema is not None:
+            parsed.step = replace(step, output_schema=module.schema)
 
 
 StepCheck = Callable[[Step], list[Problem]]

@@ -42,30 +42,34 @@ class SchemaReader:
         return self._files[path]
 
     def _locate(self, where: tuple[Any, ...], step_id: str, raw: str) -> tuple[Path | None, Problem | None]:
-        """The schema file a path names, or the problem with it.
+        return locate_file(self.doc, self.project_dir, where, f"step {step_id!r}: output_schema", raw,
+                           SCHEMA_SUFFIXES, "or write the schema inline, as a mapping")
 
-        Relative paths only, resolving (symlinks included) inside the pipeline's folder or the project's:
-        a project keeps shared schemas in e.g. `schemas/` beside `pipelines/`, and a pipeline must not read
-        (and quote in its errors) files from elsewhere on the machine, nor stop working when the project
-        is copied to another one, as an absolute path would.
-        """
-        given = Path(raw)
-        if given.suffix.lower() not in SCHEMA_SUFFIXES:
-            return None, self.doc.problem(where, f"step {step_id!r}: output_schema file {raw!r} must end in "
-                                          ".json, .yml or .yaml", "or write the schema inline, as a mapping")
-        if given.is_absolute():
-            return None, self.doc.problem(where, f"step {step_id!r}: output_schema path {raw!r} is absolute",
-                                          "give it relative to the pipeline file, so the project can move")
-        base = Path(self.doc.path).resolve().parent
-        path = (base / given).resolve()
-        if not any(path.is_relative_to(root) for root in (base, self.project_dir.resolve())):
-            return None, self.doc.problem(where, f"step {step_id!r}: output_schema path {raw!r} is outside the "
-                                          "pipeline's folder and the project folder",
-                                          "keep schemas inside the project, e.g. in schemas/")
-        if not path.is_file():
-            return None, self.doc.problem(where, f"step {step_id!r}: output_schema file {raw!r} not found",
-                                          f"the path is relative to the pipeline file's folder ({base})")
-        return path, None
+
+def locate_file(doc: YamlDoc, project_dir: Path, where: tuple[Any, ...], what: str, raw: str,
+                suffixes: tuple[str, ...], other_way: str) -> tuple[Path | None, Problem | None]:
+    """The file a pipeline names (a schema, a sub-pipeline), or the problem with it.
+
+    Relative paths only, resolving (symlinks included) inside the pipeline's folder or the project's:
+    a project keeps shared files in e.g. `schemas/` beside `pipelines/`, and a pipeline (which a model
+    may have written) must not read, and quote in its errors, files from elsewhere on the machine,
+    nor stop working when the project is copied to another one, as an absolute path would.
+    """
+    given = Path(raw)
+    if given.suffix.lower() not in suffixes:
+        return None, doc.problem(where, f"{what} file {raw!r} must end in {', '.join(suffixes)}", other_way)
+    if given.is_absolute():
+        return None, doc.problem(where, f"{what} path {raw!r} is absolute",
+                                 "give it relative to the pipeline file, so the project can move")
+    base = Path(doc.path).resolve().parent
+    path = (base / given).resolve()
+    if not any(path.is_relative_to(root) for root in (base, project_dir.resolve())):
+        return None, doc.problem(where, f"{what} path {raw!r} is outside the pipeline's folder and the project "
+                                 "folder", "keep it inside the project")
+    if not path.is_file():
+        return None, doc.problem(where, f"{what} file {raw!r} not found",
+                                 f"the path is relative to the pipeline file's folder ({base})")
+    return path, None
 
 
 def _read_file(path: Path) -> tuple[dict[str, Any] | None, list[Problem]]:

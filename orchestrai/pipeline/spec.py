@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import Location
 from ..modelconfig import ModelConfig
 from ..names import MODULE_NAME_PATTERN, NAME_PATTERN
 from ..policies import RetryOverride, new_dict, new_list
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .expressions import Expression, Reference
+
+Successors = dict[str, list[str]]  # step id -> the ids of the steps that need its output, in file order
 
 
 class FallbackModel(BaseModel):
@@ -28,8 +35,8 @@ class StepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True, defer_build=True)
 
-    module: str = Field(pattern=MODULE_NAME_PATTERN,
-                        description="A Python module (orchestrai modules) or a prompt file name in system_prompts/.")
+    module: str | None = Field(None, pattern=MODULE_NAME_PATTERN, description="A Python module (orchestrai "
+                               "modules) or a prompt file name in system_prompts/ (or `pipeline:` instead).")
     inputs: list[str] = Field(default_factory=new_list, description="output_names of earlier steps this step needs.")
     output_name: str = Field(pattern=NAME_PATTERN, description="The name later steps use for this step's output.")
     id: str | None = Field(None, pattern=NAME_PATTERN, description="A unique step id (default: output_name).")
@@ -51,6 +58,62 @@ class StepSpec(BaseModel):
                           "file): the step's output is the model's answer parsed as JSON and validated against it.")
     output_retries: int = Field(2, ge=0, description="How often an answer that does not match output_schema is "
                                                      "sent back with the validator's message and asked again.")
+    when: str | None = Field(None, description="A Jinja2 expression over earlier outputs (e.g. \"review.verdict == "
+                             "'revise'\"): false skips the step (and dependants that need it).")
+    foreach: str | None = Field(None, description="An earlier output holding a list (e.g. plan.topics): the step runs "
+                                "once per item, and its output is the list of the items' outputs.")
+    as_: str = Field("item", alias="as", pattern=NAME_PATTERN,
+                     description="The name the current foreach item has for templates and modules.")
+    max_concurrency: int | None = Field(None, ge=1, description="The most foreach items of this step in flight.")
+    join: Literal["all", "any"] | MinSuccess = Field(
+        "all", description="all: a failed item fails the step; any: one success is enough; {min_success: N}.")
+    pipeline: str | None = Field(None, description="A pipeline file (relative to this one) run as this step, "
+                                                   "instead of a module.")
+    with_: dict[str, str] = Field(default_factory=new_dict, alias="with",
+                                  description="Sub-pipeline inputs by name: {its_input: name_here}.")
+    output: str | None = Field(None, description="The one sub-pipeline output this step returns (default: a dict "
+                                                 "of its final outputs).")
+
+    @model_validator(mode="after")
+    def _module_or_pipeline(self) -> StepSpec:
+        if (self.module is None) == (self.pipeline is None):
+            raise ValueError("a step needs exactly one of `module:` and `pipeline:`")
+        return self
+
+
+class MinSuccess(BaseModel):
+    """join: {min_success: N}: the step succeeds when at least N items do."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    min_success: int = Field(ge=1)
+
+
+class LoopSpec(BaseModel):
+    """The `loop:` mapping: a body of steps run again and again."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    max_iterations: int = Field(ge=1, description="Required: the most iterations the loop runs.")
+    until: str | None = Field(None, description="A Jinja2 expression checked after each iteration; true ends the loop.")
+    on_exhausted: Literal["notice", "fail"] = Field("notice", description="What reaching max_iterations without "
+                                                    "`until` holding does.")
+    steps: list[StepSpec] = Field(min_length=1, description="The body. A name produced by the same or a later body "
+                                  "step is the previous iteration's value (an optional input).")
+
+
+class LoopEntry(BaseModel):
+    """A loop in the `pipeline:` list."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    loop: LoopSpec
+    id: str | None = Field(None, pattern=NAME_PATTERN, description="A unique step id (default: output_name).")
+    output: str | None = Field(None, description="Which body output the loop returns (default: the last step's).")
+    output_name: str = Field(pattern=NAME_PATTERN, description="The name later steps use for the loop's output.")
+    when: str | None = Field(None, description="A Jinja2 expression: false skips the whole loop.")
+    critical: bool = True
+    priority: int = 0
 
 
 class PipelineHeader(BaseModel):
@@ -67,7 +130,8 @@ class PipelineHeader(BaseModel):
 class PipelineFile(PipelineHeader):
     """A whole pipeline file."""
 
-    pipeline: list[StepSpec] = Field(min_length=1, description="The steps, in any order that respects inputs.")
+    pipeline: list[StepSpec | LoopEntry] = Field(min_length=1,
+                                                 description="The steps, in any order that respects inputs.")
 
 
 @dataclass(frozen=True)
@@ -94,13 +158,27 @@ class Step:
     provider_inferred: bool = False  # no provider was set: it was inferred from the model's name
     output_schema: dict[str, Any] | None = field(default=None, hash=False, compare=False)  # the schema itself
     output_retries: int = 2
+    # when / foreach / loop / sub-pipeline: None for a plain step, so the scheduler's hot path tests
+    # one attribute.
+    control: Control | None = field(default=None, hash=False, compare=False)
 
     @property
     def all_inputs(self) -> tuple[str, ...]:
-        """Required and optional inputs: every output this step waits for."""
+        """Required and optional inputs: every output the module is given."""
         if not self.optional_inputs:  # the common case, asked once per step run
             return self.inputs
         return self.inputs + tuple(name for name in self.optional_inputs if name not in self.inputs)
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        """Every output this step waits for: its inputs plus names only its `when`/`foreach` read."""
+        if self.control is None:
+            return self.all_inputs
+        return self.all_inputs + self.control.waits_for
+
+    def requires(self, name: str) -> bool:
+        """Whether the step cannot run without output `name` (a required input, or read by when/foreach)."""
+        return name in self.inputs or (self.control is not None and name in self.control.waits_for)
 
 
 @dataclass(frozen=True)
@@ -112,6 +190,72 @@ class Pipeline:
     description: str | None
     steps: tuple[Step, ...]
     budget_usd: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class LoopBody:
+    """A loop's steps, wired without their backward references (those read the previous iteration)."""
+
+    pipeline: Pipeline
+    successors: Successors
+    max_iterations: int
+    until: Expression | None
+    on_exhausted: str  # "notice" or "fail"
+    output: str  # the body output the loop returns
+    backward: frozenset[str]  # body names read before they are produced in an iteration
+    external: tuple[str, ...]  # names the body (and `until`) read from outside the loop
+
+
+@dataclass(frozen=True, eq=False)
+class SubPipeline:
+    """A pipeline file run as one step."""
+
+    path: str
+    pipeline: Pipeline
+    successors: Successors
+    bindings: tuple[tuple[str, str], ...]  # (the sub-pipeline's run input, the name it is read from here)
+    output: str | None  # one output of the sub-pipeline, or None: a dict of its final outputs
+
+
+@dataclass(frozen=True, eq=False)
+class Control:
+    """The deciding parts of one step: a plain step has none, so the scheduler's hot path tests one attribute."""
+
+    when: Expression | None = None
+    foreach: Reference | None = None
+    item_name: str = "item"
+    item_concurrency: int | None = None  # the step's max_concurrency over its items
+    join: str | int = "all"  # "all", "any", or the minimum number of items that must succeed
+    loop: LoopBody | None = None
+    pipeline: SubPipeline | None = None
+    # Names only `when`/`foreach` read (not the module's inputs): the step waits for them.
+    waits_for: tuple[str, ...] = ()
+
+    @property
+    def composite(self) -> bool:
+        """Runs other steps (a loop body or a sub-pipeline) instead of one module call."""
+        return self.loop is not None or self.pipeline is not None
+
+
+LOOP_MODULE = "<loop>"  # the module a loop step's record shows
+PIPELINE_MODULE = "<pipeline>"
+
+
+def module_steps(pipeline: Pipeline) -> Iterator[Step]:
+    """Every step that runs a module, loop bodies and sub-pipelines included (each sub-pipeline once)."""
+    return _module_steps(pipeline, set())
+
+
+def _module_steps(pipeline: Pipeline, seen: set[str]) -> Iterator[Step]:
+    for step in pipeline.steps:
+        control = step.control
+        if control is None or not control.composite:
+            yield step
+        elif control.loop is not None:
+            yield from _module_steps(control.loop.pipeline, seen)
+        elif control.pipeline is not None and control.pipeline.path not in seen:
+            seen.add(control.pipeline.path)
+            yield from _module_steps(control.pipeline.pipeline, seen)
 
 
 def pipeline_json_schema() -> str:
