@@ -43,7 +43,8 @@ from workloads import (  # noqa: E402
     user_message,
 )
 
-ENGINES = ("orchestrai", "orchestrai+log", "floor", "floor-httpx", "langgraph")  # floor-httpx: http only, see below
+# floor-httpx: http only, see below; floor-tasks: loop only, each body step in a task (run.py says why)
+ENGINES = ("orchestrai", "orchestrai+log", "floor", "floor-tasks", "floor-httpx", "langgraph")
 SYSTEM_PROMPT = "You echo your input."
 
 
@@ -193,11 +194,11 @@ def main() -> None:
     print(json.dumps(result))
 
 
-def floor_run(workload: Workload, work: Work) -> Any:
+def floor_run(workload: Workload, work: Work, tasks: bool = False) -> Any:
     if workload.shape == "fanout":
         return run_fanout_floor(workload, work)
     if workload.shape == "loop":
-        return run_loop_floor(workload, work)
+        return run_loop_floor(workload, work, tasks=tasks)
     return run_floor(workload.nodes, work, workload.max_concurrency)
 
 
@@ -294,7 +295,7 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
         client = http_client_for(server, result)
         work = sdk_work(client, finished) if client else sleep_work(workload.latency_s, finished)
         result["setup_s"] = 0.0
-        coroutine = lambda: closing(floor_run(workload, work), client)  # noqa: E731
+        coroutine = lambda: closing(floor_run(workload, work, engine == "floor-tasks"), client)  # noqa: E731
 
     sampler = FdSampler()
 

@@ -74,19 +74,27 @@ async def make_items(count: int) -> list[str]:
     return fanout_items(count)
 
 
-async def run_loop_floor(workload: Workload, work: Work) -> list[tuple[str, str]]:
+async def run_loop_floor(workload: Workload, work: Work, *, tasks: bool = False) -> list[tuple[str, str]]:
     """A plain while loop awaiting the body's two calls per iteration; the check stands for `until`.
 
     Returns each iteration's (draft, critique); `loop_outputs` keys them like orchestrai's records.
+    With `tasks`, each call runs in its own asyncio task, as `run_floor` runs every DAG node: with
+    0 latency a plain await never reaches the event loop, so the plain floor is a function call.
     """
+    call = work
+    if tasks:
+        def in_task(node: Node, inputs: list[tuple[str, str]]) -> Awaitable[str]:
+            return asyncio.ensure_future(work(node, inputs))  # a coroutine becomes a task
+
+        call = in_task
     writer, critic = workload.nodes
     outputs: list[tuple[str, str]] = []  # each iteration's (draft, critique): what the records keep
     critique: str | None = None
     iteration = 0
     while iteration < workload.repeat:
         iteration += 1
-        draft = await work(writer, [] if critique is None else [(writer.parents[0], critique)])
-        critique = await work(critic, [(critic.parents[0], draft)])
+        draft = await call(writer, [] if critique is None else [(writer.parents[0], critique)])
+        critique = await call(critic, [(critic.parents[0], draft)])
         outputs.append((draft, critique))
         if critique == "stop":  # the `until` that never holds
             break

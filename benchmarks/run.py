@@ -36,7 +36,9 @@ from workloads import CONTROL_WORKLOADS, DAG_WORKLOADS, build  # noqa: E402
 
 ALL_WORKLOADS = (*DAG_WORKLOADS, *CONTROL_WORKLOADS, "http", "cli")
 # floor-httpx: the floor through the SDK's default httpx client, a reference row for http only.
-ALL_ENGINES = ("orchestrai", "orchestrai+log", "floor", "floor-httpx", "langgraph")
+# floor-tasks: the loop's floor with each body step in its own asyncio task (as the DAG floor runs every
+# node), a reference row for loop only: the plain floor's steps never reach the event loop.
+ALL_ENGINES = ("orchestrai", "orchestrai+log", "floor", "floor-tasks", "floor-httpx", "langgraph")
 # Targets: <= 2x floor (log off), <= 4x (log on), >= 8x below LangGraph.
 OVERHEAD_TARGETS = ("chain", "wide", "wide-capped", "layered")
 # Issue 11: per fan-out item and per loop iteration, <= 2x floor (log off), <= 4x (log on).
@@ -75,7 +77,8 @@ def run_all(workloads: list[str], engines: list[str], runs: int, quick: bool, jo
         # http measures the SDK and HTTP stack, which LangGraph nodes would share; tracemalloc would slow
         # the SDK into timeouts, so http has no memory run (peak RSS is there).
         those = [e for e in engines if not (workload == "http" and e == "langgraph")
-                 and not (workload != "http" and e == "floor-httpx")]
+                 and not (workload != "http" and e == "floor-httpx")
+                 and not (workload != "loop" and e == "floor-tasks")]
         plan = [(engine, workload, False) for _ in range(runs) for engine in those]
         plan += [] if workload == "http" or not traced else [(engine, workload, True) for engine in those]
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
