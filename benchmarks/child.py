@@ -248,10 +248,10 @@ def first_mismatch(outputs: dict[str, Any], reference: dict[str, Any]) -> str:
     """The first key that differs, for the report: a wrong run should say where it went wrong."""
     missing = [key for key in reference if key not in outputs]
     extra = [key for key in outputs if key not in reference]
-    for key, value in reference.items():
-        if key in outputs and outputs[key] != value:
-            return f"{key}: {str(outputs[key])[:120]!r} != {str(value)[:120]!r}"
-    return f"{len(missing)} missing (first {missing[:3]}), {len(extra)} unexpected (first {extra[:3]})"
+    if missing or extra:
+        return f"{len(missing)} outputs missing (first {missing[:3]}), {len(extra)} unexpected (first {extra[:3]})"
+    key = next(key for key, value in reference.items() if outputs[key] != value)
+    return f"{key}: {str(outputs[key])[:120]!r} != {str(reference[key])[:120]!r}"
 
 
 def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer | None, result: dict[str, Any],
@@ -361,7 +361,7 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
         result["errors"] = 0
     result["outputs_ok"] = outputs == reference and not result.get("mismatch")
     if outputs != reference:
-        result["mismatch"] = first_mismatch(outputs, reference)
+        result["mismatch"] = "; ".join(filter(None, [first_mismatch(outputs, reference), result.get("mismatch")]))
     result["final_ok"] = all(finals.get(name) == reference[name] for name in sinks(workload))
     result["output_kb_per_step"] = sum(sys.getsizeof(v) for v in reference.values()) / 1024 / workload.units
     if server is not None:

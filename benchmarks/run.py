@@ -1,6 +1,6 @@
 """Benchmarks: orchestrai against the asyncio floor and LangGraph, and the CLI's cold start.
 
-    python benchmarks/run.py                       # everything, 5 runs each, about 15 minutes
+    python benchmarks/run.py                       # everything, 5 runs each, about 18 minutes
     python benchmarks/run.py --workloads chain,wide --runs 7
     python benchmarks/run.py --workloads fanout,loop    # issue 11: foreach (10,000 items) and loop (1,000 iterations)
     python benchmarks/run.py --quick               # tiny sizes, 1 run: checks the harness works
