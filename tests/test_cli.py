@@ -645,9 +645,11 @@ def test_schema_is_json_describing_the_pipeline_format(offline_runs: OfflineRuns
     assert proc.returncode == 0
     schema = json.loads(proc.stdout)
     assert "pipeline" in schema["properties"]
-    step_ref = schema["properties"]["pipeline"]["items"]["$ref"]
-    step = schema["$defs"][step_ref.rsplit("/", 1)[-1]]
+    refs = schema["properties"]["pipeline"]["items"]["anyOf"]
+    step, loop = [schema["$defs"][ref["$ref"].rsplit("/", 1)[-1]] for ref in refs]  # a step, or a loop
     assert "model_config" in step["properties"] and "output_name" in step["properties"]
+    assert "foreach" in step["properties"] and "when" in step["properties"] and "pipeline" in step["properties"]
+    assert "loop" in loop["properties"] and "max_iterations" in schema["$defs"]["LoopSpec"]["required"]
 
 
 def imported_packages(importtime_stderr: str) -> set[str]:

@@ -318,3 +318,46 @@ def test_sigkill_mid_fanout_then_resume_repeats_no_finished_item(project: Path, 
     assert steps["findings[0]"]["status"] == steps["findings[1]"]["status"] == "resumed"
     assert steps["findings[2]"]["status"] == "completed" and steps["findings"]["status"] == "completed"
     assert len(steps["findings"]["output"]) == 5
+
+
+def test_resume_reuses_loop_iterations_and_reruns_from_a_change(project: Path, server_config: Path, keys: dict,
+                                                                fake_server: FakeLLMServer) -> None:
+    from orchestrai.engine.resume import ResumeSource
+    from orchestrai.observe.memory_log import read_log
+
+    path = loop_pipeline(project)
+    fake_server.queue_reply('{"score": 4, "feedback": "more"}', match="You are a critic")
+    fake_server.queue_reply('{"score": 9, "feedback": "good"}', match="You are a critic")
+    first, log = run_library(path, inputs={"request": "R"}, use_cache=False)
+    assert first.status == "completed"
+    fake_server.reset()
+    source = ResumeSource.from_log(Path(log.path), read_log(Path(log.path)))
+    second, _ = run_library(path, use_cache=False, resume=source)
+    statuses = {r.id: r.status for r in second.records}
+    assert all(statuses[f"refine#{i}/{name}"] == "resumed" for i in (1, 2) for name in ("draft", "review"))
+    assert second.outputs["final_draft"] == first.outputs["final_draft"] and not fake_server.requests
+
+
+def test_the_run_budget_stops_a_fanout_between_items(project: Path, server_config: Path, keys: dict,
+                                                     fake_server: FakeLLMServer) -> None:
+    prompts(project)
+    path = write(project / "fan.yml", f"""
+        pipeline:
+          - {{module: start_module, output_name: request}}
+          - {{module: planner, inputs: [request], output_name: plan, output_schema: {PLAN_SCHEMA}}}
+          - {{module: researcher, foreach: plan.topics, as: topic, max_concurrency: 1, output_name: findings}}
+          - {{module: synth, inputs: [findings], output_name: report}}
+        """)
+    text = server_config.read_text().replace("  model: gpt-4o-mini\n", "  model: pricey-model\n  max_tokens: 10\n")
+    write(project / "config.yml", text + "pricing:\n  pricey-model: {input: 0.0, output: 1000.0}\n")
+    fake_server.queue_reply(json.dumps({"topics": TOPICS}), match="You are a planner", usage=(1, 5))
+    for topic in TOPICS:  # each item really costs $0.01; the budget holds the planner and two of them
+        fake_server.queue_reply(f"found {topic}", match=f"Research {topic}", usage=(1, 10))
+    result, _ = run_library(path, inputs={"request": "R"}, use_cache=False, budget_usd=0.03)
+    records = {r.id: r for r in result.records}
+    assert result.status == "budget_exceeded"
+    researched = len(requests_with(fake_server, "You are a researcher"))
+    assert 0 < researched < 6
+    assert records["findings"].status == "skipped" and records["report"].status == "skipped"
+    assert records[f"findings[{researched}]"].status == "skipped"  # the item the budget refused
+    assert f"findings[{researched + 1}]" not in records  # later items never started

@@ -158,7 +158,7 @@ def test_sub_pipeline_problems(project: Path) -> None:
     assert "broken.yml:2: step 'x': unknown module 'nosuch'" in text
     assert "main.yml:8: step 'br': sub-pipeline broken.yml has problems" in text
     assert "main.yml:9: step 'abs': pipeline path '/etc/passwd.yml' is absolute" in text
-    assert "main.yml:10: pipeline.7: value error, a step needs exactly one of `module:` and `pipeline:`" in text
+    assert "main.yml:10: step 'both' needs exactly one of `module:` and `pipeline:`" in text
 
 
 def test_keys_that_need_foreach_and_item_name_clashes(project: Path) -> None:

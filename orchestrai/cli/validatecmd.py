@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..pipeline.graph import PipelineGraph
+    from ..pipeline.spec import Step
     from ..project import Project
 
 
@@ -45,16 +46,34 @@ def validate_pipelines(pipelines: list[Path], config: Path | None, echo: Callabl
 
 
 def step_lines(graph: PipelineGraph, project: Project) -> list[str]:
-    """One line per step: its module (and kind), and the provider and model it resolved to."""
+    """One line per step: its module (and kind), and the provider and model it resolved to; a loop's
+    body indented under it, a sub-pipeline by its file."""
+    return _lines(graph.pipeline.steps, project, "  ")
+
+
+def _lines(steps: tuple[Step, ...], project: Project, indent: str) -> list[str]:
     lines = []
-    for step in graph.pipeline.steps:
+    for step in steps:
+        control, where = step.control, f"[{step.location}]"
+        extra = ""
+        if control is not None and control.foreach is not None:
+            extra += f", foreach {control.foreach} as {control.item_name}"
+        if control is not None and control.when is not None:
+            extra += f", when {control.when.source}"
+        if control is not None and control.loop is not None:
+            lines.append(f"{indent}{step.id}: loop, at most {control.loop.max_iterations} iterations{extra}  {where}")
+            lines += _lines(control.loop.pipeline.steps, project, indent + "  ")
+            continue
+        if control is not None and control.pipeline is not None:
+            lines.append(f"{indent}{step.id}: runs pipeline {control.pipeline.path}{extra}  {where}")
+            continue
         info = project.registry.resolve(step.module)
         kind = info.kind if info is not None else "?"
         settings = step.model_settings
         model = f"{settings.get('provider')}/{settings.get('model')}"
         how = f" (provider inferred from model {settings.get('model')!r})" if step.provider_inferred else ""
         uses = f"{model}{how}" if info is not None and info.uses_llm else f"model if it calls one: {model}"
-        lines.append(f"  {step.id}: {step.module} ({kind}) -> {uses}  [{step.location}]")
+        lines.append(f"{indent}{step.id}: {step.module} ({kind}) -> {uses}{extra}  {where}")
     return lines
 
 

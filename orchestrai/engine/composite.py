@@ -7,7 +7,7 @@ step's (`refine#2/draft`, `research/plan`) and are kept with the step's record.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..api import SUCCESS_STATUSES, RunStatus, StepRecord
@@ -26,7 +26,7 @@ class Child(Protocol):
 
     async def execute(self) -> RunStatus: ...
 
-    def all_records(self) -> Iterator[StepRecord]: ...
+    def all_records(self) -> list[StepRecord]: ...
 
 
 class Scheduler(Protocol):

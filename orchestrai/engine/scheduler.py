@@ -14,7 +14,7 @@ import asyncio
 import heapq
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -101,15 +101,17 @@ class Scheduler:
             return "failed"
         return "partial" if failed else "completed"
 
-    def all_records(self) -> Iterator[StepRecord]:
+    def all_records(self) -> list[StepRecord]:
         """Every record, each step's items, iterations or sub-run right after it."""
-        for record in self.records.values():
-            yield from self._tree(record)
-
-    def _tree(self, record: StepRecord) -> Iterator[StepRecord]:
-        yield record
-        for inner in self.children.get(record.id, ()):
-            yield from self._tree(inner)
+        if not self.children:  # a pipeline without fan-outs, loops or sub-pipelines: no generator per record
+            return list(self.records.values())
+        found: list[StepRecord] = []
+        todo = list(reversed(self.records.values()))
+        while todo:
+            record = todo.pop()
+            found.append(record)
+            todo += reversed(self.children.get(record.id, ()))
+        return found
 
     def child(self, graph: PipelineGraph, prefix: str, parent: str, outputs: dict[str, Any],
               scope: Mapping[str, Any] | None = None) -> Scheduler:
@@ -167,7 +169,13 @@ class Scheduler:
             outputs = self.outputs
             inputs = {name: outputs[name] for name in step.all_inputs if name in outputs}
             record.inputs = inputs
-            output = await self._produce(step, record, inputs)
+            if step.control is None:  # inline, not _produce: one coroutine layer fewer per step
+                reused, ctx, work = self._begin(step, record, inputs)
+                output = work if reused else await work
+                if step.output_schema is not None and not reused:
+                    ctx.check_output(output)
+            else:
+                output = await self._produce(step, record, inputs)
         except asyncio.CancelledError:
             self._running.pop(step_id, None)
             self.slots.in_use -= holds_slot
@@ -190,23 +198,30 @@ class Scheduler:
             from .composite import run_composite
 
             return await run_composite(self, step, record, inputs)
+        reused, ctx, work = self._begin(step, record, inputs)
+        if reused:
+            return work
+        output = await work
+        if step.output_schema is not None:
+            ctx.check_output(output)
+        return output
+
+    def _begin(self, step: Step, record: StepRecord, inputs: dict[str, Any]) -> tuple[bool, StepContext, Any]:
+        """(True, ctx, the earlier run's output) when resume reuses it, else (False, ctx, the module's coroutine)."""
         module = self.run.registry.instance(step.module)
         record.fingerprint_source = partial(self._fingerprint, step, module)
+        ctx = StepContext(step, self.run, record, self.scope)
         resume = self.resume
         verdict = resume.check(record.id, record.fingerprint or "", inputs) if resume is not None else None
         if resume is not None and verdict is not None and verdict.reusable:
             record.status = "resumed"
             record.details["resumed_from"] = resume.run_id
-            return verdict.output
+            return True, ctx, verdict.output
         if verdict is not None:
             record.details["rerun_because"] = verdict.reason
         if self._announce_starts:
             self.run.bus.emit(StepStarted(record.id, step.module, record.started_at or time.time()))
-        ctx = StepContext(step, self.run, record, self.scope)
-        output = await module.run(ctx, inputs)
-        if step.output_schema is not None:
-            ctx.check_output(output)
-        return output
+        return False, ctx, module.run(ctx, inputs)
 
     def _fingerprint(self, step: Step, module: Module) -> str:
         # isinstance against a runtime protocol costs microseconds: asked once per module, not per step.

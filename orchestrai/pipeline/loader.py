@@ -141,6 +141,10 @@ def _check_steps(check: _Checker, items: list[Any], prefix: tuple[Any, ...],
                         model_settings={}, options={}, location=check.location(loc), index=index,
                         critical=spec.critical, priority=spec.priority)
             parsed.append(Parsed(step, spec, loc, body=body))
+        elif (spec.module is None) == (spec.pipeline is None):  # checked here: a validator costs every step
+            check.add(loc, f"step {spec.id or spec.output_name!r} needs exactly one of `module:` and `pipeline:`",
+                      "name a module (or prompt), or a pipeline file to run as this step")
+            broken_outputs.add(spec.output_name)
         else:
             parsed.append(_read_step(check, loc, index, spec, header))
     return parsed, broken_outputs

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Location
 from ..modelconfig import ModelConfig
@@ -73,12 +73,6 @@ class StepSpec(BaseModel):
                                   description="Sub-pipeline inputs by name: {its_input: name_here}.")
     output: str | None = Field(None, description="The one sub-pipeline output this step returns (default: a dict "
                                                  "of its final outputs).")
-
-    @model_validator(mode="after")
-    def _module_or_pipeline(self) -> StepSpec:
-        if (self.module is None) == (self.pipeline is None):
-            raise ValueError("a step needs exactly one of `module:` and `pipeline:`")
-        return self
 
 
 class MinSuccess(BaseModel):
