@@ -1,8 +1,9 @@
 """One measured run in a fresh process: `python benchmarks/child.py ENGINE WORKLOAD [--quick]`.
 
 Prints one JSON line: the run's wall time (around `asyncio.run` of the engine only), setup and
-load times, client CPU time, peak RSS during the run, memory growth per step, and whether every
-node's output equals the reference. run.py starts one of these per run and aggregates.
+load times, client CPU time, peak RSS during the run, memory growth per step (per item for
+`fanout`, per iteration for `loop`: `units`), and whether every node's (item's, iteration's)
+output equals the reference. run.py starts one of these per run and aggregates.
 """
 
 from __future__ import annotations
@@ -27,10 +28,23 @@ from typing import Any  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from floor import Work, run_floor  # noqa: E402
-from workloads import MODEL, Node, Workload, build, echo_reply, reference_outputs, sinks, user_message  # noqa: E402
+from floor import Work, run_fanout_floor, run_floor, run_loop_floor  # noqa: E402
+from workloads import (  # noqa: E402
+    LOOP_ID,
+    MODEL,
+    Node,
+    Workload,
+    build,
+    echo_reply,
+    fanout_outputs,
+    loop_outputs,
+    reference_outputs,
+    sinks,
+    user_message,
+)
 
-ENGINES = ("orchestrai", "orchestrai+log", "floor", "floor-httpx", "langgraph")  # floor-httpx: http only, see below
+# floor-httpx: http only, see below; floor-tasks: loop only, each body step in a task (run.py says why)
+ENGINES = ("orchestrai", "orchestrai+log", "floor", "floor-tasks", "floor-httpx", "langgraph")
 SYSTEM_PROMPT = "You echo your input."
 
 
@@ -163,7 +177,7 @@ def main() -> None:
     workload = build(args.workload, quick=args.quick)
     http = workload.name == "http"
     result: dict[str, Any] = {"engine": args.engine, "workload": workload.name, "steps": workload.steps,
-                              "ideal_s": workload.ideal_s}
+                              "units": workload.units, "unit": workload.unit, "ideal_s": workload.ideal_s}
     server = LoopbackServer(workload.latency_s) if http else None
     try:
         with tempfile.TemporaryDirectory(prefix="orchestrai-bench-") as tmp:
@@ -178,6 +192,66 @@ def main() -> None:
             server.stop()
     result["process_peak_rss_mb"] = round(max(result.pop("_hwm_before_kb"), hwm_kb()) / 1024, 1)
     print(json.dumps(result))
+
+
+def floor_run(workload: Workload, work: Work, tasks: bool = False) -> Any:
+    if workload.shape == "fanout":
+        return run_fanout_floor(workload, work)
+    if workload.shape == "loop":
+        return run_loop_floor(workload, work, tasks=tasks)
+    return run_floor(workload.nodes, work, workload.max_concurrency)
+
+
+def langgraph_run(workload: Workload, work: Work) -> Any:
+    """A function making the coroutine that runs the compiled graph (compiled here, outside the timing)."""
+    if workload.shape == "dag":
+        from langgraph_dag import build_graph, run_langgraph
+
+        compiled = build_graph(workload.nodes, work)
+        return lambda: run_langgraph(compiled, workload.max_concurrency)
+    from langgraph_control import build_fanout_graph, build_loop_graph, run_fanout_langgraph, run_loop_langgraph
+
+    if workload.shape == "fanout":
+        fanout = build_fanout_graph(workload, work)
+        return lambda: run_fanout_langgraph(fanout)
+    loop = build_loop_graph(workload, work)
+    return lambda: run_loop_langgraph(loop, workload)
+
+
+def orchestrai_outputs(workload: Workload, outcome: Any,
+                       result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(every output by record id, the run's final outputs keyed as the reference's sinks).
+
+    For a fan-out or loop, every record counts (each item, each iteration's body steps and the
+    fan-out step / loop itself), and the fan-out's / loop's own details must say it ran them all.
+    """
+    if workload.shape == "dag":
+        return dict(outcome.outputs), dict(outcome.outputs)
+    outputs = {record.id: record.output for record in outcome.records}
+    records = {record.id: record for record in outcome.records}
+    if workload.shape == "fanout":
+        name = workload.nodes[1].name
+        expected: dict[str, Any] = {"items": workload.repeat, "failed_items": None}
+        finals = {sink: outcome.outputs.get(sink) for sink in sinks(workload)}
+    else:
+        name = LOOP_ID
+        expected = {"iterations": workload.repeat, "stopped": "max_iterations"}
+        finals = {LOOP_ID: outcome.outputs.get("final")}
+    details = records[name].details if name in records else {}
+    wrong = {key: details.get(key) for key, value in expected.items() if (details.get(key) or None) != value}
+    if wrong:
+        result["mismatch"] = f"record {name!r} details {wrong}, expected {expected}"
+    return outputs, finals
+
+
+def first_mismatch(outputs: dict[str, Any], reference: dict[str, Any]) -> str:
+    """The first key that differs, for the report: a wrong run should say where it went wrong."""
+    missing = [key for key in reference if key not in outputs]
+    extra = [key for key in outputs if key not in reference]
+    if missing or extra:
+        return f"{len(missing)} outputs missing (first {missing[:3]}), {len(extra)} unexpected (first {extra[:3]})"
+    key = next(key for key, value in reference.items() if outputs[key] != value)
+    return f"{key}: {str(outputs[key])[:120]!r} != {str(reference[key])[:120]!r}"
 
 
 def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer | None, result: dict[str, Any],
@@ -208,21 +282,20 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
         coroutine = lambda: run_pipeline(graph, project.config, project.registry, options, hooks=hooks)  # noqa: E731
     elif engine == "langgraph":
         import langgraph.graph  # noqa: F401
-        from langgraph_dag import build_graph, run_langgraph
 
         result["import_s"] = time.perf_counter() - imports_started
         client = http_client_for(server, result)
         work = sdk_work(client, finished) if client else sleep_work(workload.latency_s, finished)
         setup_started = time.perf_counter()
-        compiled = build_graph(workload.nodes, work)
+        run_graph = langgraph_run(workload, work)
         result["setup_s"] = time.perf_counter() - setup_started  # building and compiling the graph
-        coroutine = lambda: closing(run_langgraph(compiled, workload.max_concurrency), client)  # noqa: E731
+        coroutine = lambda: closing(run_graph(), client)  # noqa: E731
     else:
         result["import_s"] = time.perf_counter() - imports_started
         client = http_client_for(server, result)
         work = sdk_work(client, finished) if client else sleep_work(workload.latency_s, finished)
         result["setup_s"] = 0.0
-        coroutine = lambda: closing(run_floor(workload.nodes, work, workload.max_concurrency), client)  # noqa: E731
+        coroutine = lambda: closing(floor_run(workload, work, engine == "floor-tasks"), client)  # noqa: E731
 
     sampler = FdSampler()
 
@@ -248,8 +321,8 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
         outcome, inner_s = asyncio.run(timed())
         current, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        result["traced_peak_kb_per_step"] = peak / 1024 / workload.steps
-        result["traced_kept_kb_per_step"] = current / 1024 / workload.steps  # still held after the run (the result)
+        result["traced_peak_kb_per_step"] = peak / 1024 / workload.units  # per item / iteration for those
+        result["traced_kept_kb_per_step"] = current / 1024 / workload.units  # still held after the run (the result)
     elif profile:  # figures are then inflated by the profiler; use them for the shape, not the times
         from pyinstrument import Profiler
 
@@ -265,13 +338,14 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
     # time (the kernel carries it over), which would hide a small engine's own peak.
     peak_kb = hwm_kb()
     result["peak_rss_mb"] = round(peak_kb / 1024, 1)
-    result["kb_per_step"] = (peak_kb - rss_before) / workload.steps
+    result["kb_per_step"] = (peak_kb - rss_before) / workload.units
     result["end_to_end_s"] = (time.perf_counter() - PROCESS_START) - result["setup_s"]
     if server is not None:
         result["peak_fds"] = sampler.peak
 
+    reference = reference_outputs(workload)
     if engine.startswith("orchestrai"):
-        outputs = dict(outcome.outputs)
+        outputs, finals = orchestrai_outputs(workload, outcome, result)
         result["status"] = outcome.status
         for record in outcome.records:
             finished[record.id] = record.finished_at or 0.0
@@ -280,13 +354,16 @@ def measure(engine: str, workload: Workload, tmp: Path, server: LoopbackServer |
         if errors:
             result["first_error"] = errors[0][:300]
     else:
-        outputs = outcome
-        result["status"] = "completed" if len(outputs) == workload.steps else "incomplete"
+        outputs = fanout_outputs(outcome, workload) if workload.shape == "fanout" else \
+            loop_outputs(outcome, workload) if workload.shape == "loop" else outcome
+        finals = outputs
+        result["status"] = "completed" if len(outputs) == len(reference) else "incomplete"
         result["errors"] = 0
-    reference = reference_outputs(workload)
-    result["outputs_ok"] = outputs == reference
-    result["final_ok"] = all(outputs.get(name) == reference[name] for name in sinks(workload))
-    result["output_kb_per_step"] = sum(sys.getsizeof(v) for v in reference.values()) / 1024 / workload.steps
+    result["outputs_ok"] = outputs == reference and not result.get("mismatch")
+    if outputs != reference:
+        result["mismatch"] = "; ".join(filter(None, [first_mismatch(outputs, reference), result.get("mismatch")]))
+    result["final_ok"] = all(finals.get(name) == reference[name] for name in sinks(workload))
+    result["output_kb_per_step"] = sum(sys.getsizeof(v) for v in reference.values()) / 1024 / workload.units
     if server is not None:
         first = [finished.get(n.name, 0.0) for n in workload.nodes if not n.parents]
         second = [finished.get(n.name, 0.0) for n in workload.nodes if n.parents]

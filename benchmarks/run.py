@@ -1,12 +1,13 @@
 """Benchmarks: orchestrai against the asyncio floor and LangGraph, and the CLI's cold start.
 
-    python benchmarks/run.py                       # everything, 5 runs each, about 15 minutes
+    python benchmarks/run.py                       # everything, 5 runs each, about 18 minutes
     python benchmarks/run.py --workloads chain,wide --runs 7
+    python benchmarks/run.py --workloads fanout,loop    # issue 11: foreach (10,000 items) and loop (1,000 iterations)
     python benchmarks/run.py --quick               # tiny sizes, 1 run: checks the harness works
 
 Each run is a fresh process (benchmarks/child.py) so imports, caches and memory start clean.
 Within a workload the engines take turns run by run, so a change in machine load hits all of them
-alike. Prints one table per workload (Markdown) and whether each target of issue 5 is met;
+alike. Prints one table per workload (Markdown) and whether each target of issues 5 and 11 is met;
 `--markdown FILE` / `--json FILE` save them. Exit status 1 if any run failed or produced a
 wrong output (timings never fail it).
 """
@@ -31,13 +32,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from cli_start import measure_cli  # noqa: E402
-from workloads import DAG_WORKLOADS, build  # noqa: E402
+from workloads import CONTROL_WORKLOADS, DAG_WORKLOADS, build  # noqa: E402
 
-ALL_WORKLOADS = (*DAG_WORKLOADS, "http", "cli")
+ALL_WORKLOADS = (*DAG_WORKLOADS, *CONTROL_WORKLOADS, "http", "cli")
 # floor-httpx: the floor through the SDK's default httpx client, a reference row for http only.
-ALL_ENGINES = ("orchestrai", "orchestrai+log", "floor", "floor-httpx", "langgraph")
+# floor-tasks: the loop's floor with each body step in its own asyncio task (as the DAG floor runs every
+# node), a reference row for loop only: the plain floor's steps never reach the event loop.
+ALL_ENGINES = ("orchestrai", "orchestrai+log", "floor", "floor-tasks", "floor-httpx", "langgraph")
 # Targets: <= 2x floor (log off), <= 4x (log on), >= 8x below LangGraph.
 OVERHEAD_TARGETS = ("chain", "wide", "wide-capped", "layered")
+# Issue 11: per fan-out item and per loop iteration, <= 2x floor (log off), <= 4x (log on).
+CONTROL_TARGETS = CONTROL_WORKLOADS
 LOADS: dict[str, list[float]] = {}  # workload -> 1-minute load average before and after it ran
 
 
@@ -72,7 +77,8 @@ def run_all(workloads: list[str], engines: list[str], runs: int, quick: bool, jo
         # http measures the SDK and HTTP stack, which LangGraph nodes would share; tracemalloc would slow
         # the SDK into timeouts, so http has no memory run (peak RSS is there).
         those = [e for e in engines if not (workload == "http" and e == "langgraph")
-                 and not (workload != "http" and e == "floor-httpx")]
+                 and not (workload != "http" and e == "floor-httpx")
+                 and not (workload != "loop" and e == "floor-tasks")]
         plan = [(engine, workload, False) for _ in range(runs) for engine in those]
         plan += [] if workload == "http" or not traced else [(engine, workload, True) for engine in those]
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -104,7 +110,8 @@ def spread(values: list[float], fmt: str) -> str:
 
 
 def overhead_us(run: dict[str, Any]) -> float:
-    return (run["wall_s"] - run["ideal_s"]) / run["steps"] * 1e6
+    """Per step; per item for a fan-out and per iteration for a loop (`units`)."""
+    return (run["wall_s"] - run["ideal_s"]) / run.get("units", run["steps"]) * 1e6
 
 
 def summarize(results: dict[str, dict[str, list]],
@@ -131,9 +138,10 @@ def summarize(results: dict[str, dict[str, list]],
 def workload_table(workload: str, by_engine: dict[str, list], summary: dict[str, dict[str, Any]]) -> str:
     """One row per engine: medians (min–max) of the timed runs; memory per step from the traced run."""
     floor = summary.get("floor", {}).get("overhead_us")
-    lines = ["| engine | wall s | ideal s | overhead µs/step | × floor | peak RSS MB | memory KB/step | "
-             "load+validate s | outputs |", "|---|---|---|---|---|---|---|---|---|"]
     spec = build(workload, quick=any(r.get("quick") for rs in by_engine.values() for r in rs))
+    unit = spec.unit
+    lines = [f"| engine | wall s | ideal s | overhead µs/{unit} | × floor | peak RSS MB | memory KB/{unit} | "
+             "load+validate s | outputs |", "|---|---|---|---|---|---|---|---|---|"]
     for engine in ALL_ENGINES:
         runs = by_engine.get(engine)
         if not runs:
@@ -187,6 +195,15 @@ def targets(summary: dict[str, dict[str, dict[str, Any]]],
             cli: list[dict[str, Any]] | None) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for every target of issue 5 that was measured."""
     checks: list[tuple[str, str, bool]] = []
+    for workload in CONTROL_TARGETS:
+        rows = summary.get(workload, {})
+        floor = rows.get("floor", {}).get("overhead_us")
+        unit = build(workload).unit
+        for engine, limit in (("orchestrai", 2.0), ("orchestrai+log", 4.0)):
+            ours = rows.get(engine, {}).get("overhead_us")
+            if ours is not None and floor:
+                checks.append((f"{workload}: {engine} overhead per {unit} ≤ {limit:g}× floor",
+                               f"{ours:.1f} vs {floor:.1f} µs/{unit} = {ours / floor:.1f}×", ours <= limit * floor))
     for workload in OVERHEAD_TARGETS:
         rows = summary.get(workload, {})
         floor = rows.get("floor", {}).get("overhead_us")
@@ -312,7 +329,8 @@ def main() -> int:
     every += [r for by_engine in memory.values() for r in by_engine.values()]
     broken = [r for r in every if r.get("failed") or not r["outputs_ok"] or not r["final_ok"] or r["errors"]]
     for r in broken:
-        print(f"FAILED: {r['workload']} {r['engine']}: {r.get('failed') or r.get('first_error') or 'wrong outputs'}",
+        print(f"FAILED: {r['workload']} {r['engine']}: "
+              f"{r.get('failed') or r.get('first_error') or r.get('mismatch') or 'wrong outputs'}",
               file=sys.stderr)
     return 1 if broken else 0
 
