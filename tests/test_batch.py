@@ -20,6 +20,7 @@ from fake_llm_server import FakeLLMServer
 from helpers import run_library
 
 from orchestrai.batch import BatchOptions, LocalExecutor, RowRunner, read_results, run_batch, run_row_sync
+from orchestrai.observe.runs import find_run
 
 CHAIN = """
     pipeline:
@@ -239,9 +240,12 @@ def test_read_results_ignores_a_partial_last_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_dry_run_batch_on_echo(project: Path, concurrency: int) -> None:
     write(project / "one.yml", ONE)
-    data = jsonl(project / "rows.jsonl", [{"request": f"r{n}"} for n in range(5)])
+    data = jsonl(project / "rows.jsonl", [{"request": f"r{n}"} for n in range(12)])
     summary = batch(pipeline=Path("one.yml"), data=data, dry_run=True, concurrency=concurrency)
-    assert summary.completed == 5
+    assert summary.completed == 12
     assert gc.get_freeze_count() == 0, "overlapping rows share one heap freeze, undone when the last row ends"
-    outputs = {e["row"]: e["outputs"]["translation"] for e in lines(project / "rows.results.jsonl")}
-    assert outputs == {n: f"[echo gpt-4o-mini] ## request\nr{n - 1}" for n in range(1, 6)}
+    entries = {e["row"]: e for e in lines(project / "rows.results.jsonl")}
+    assert {n: e["outputs"]["translation"] for n, e in entries.items()} == {
+        n: f"[echo gpt-4o-mini] ## request\nr{n - 1}" for n in range(1, 13)}
+    path, log = find_run(project / "logs" / f"batch-{summary.batch_id}", f"{summary.batch_id}-1")
+    assert path == Path(entries[1]["log"]) and log["dry_run"]  # row 1's whole id wins over rows 10-12's prefix
