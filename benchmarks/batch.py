@@ -12,7 +12,8 @@ Modes, each run in a fresh process (`--child MODE`), taking turns run by run:
   bookkeeping, `--concurrency 4`, no memory logs (`write_logs=False`);
 - `batch+log`: `run_batch` as `orchestrai batch` runs it: a memory log per row under the batch folder
   and a summary.
-Per-row overhead = (mode's wall time - loop's wall time) / N. Peak memory: the process's peak RSS
+Per-row overhead = (mode's time - loop's time) / N, in CPU time (process_time: what the process
+itself spent, steadier than wall time on a shared machine) and in wall time. Peak memory: the process's peak RSS
 (VmHWM) after setup is subtracted, so it is what the rows themselves held; tracemalloc is not
 used (it slows Python code ~3x). Every mode's final outputs are hashed and must equal the loop's:
 exit status 1 otherwise (or if a run fails); timings never fail it.
@@ -119,13 +120,13 @@ def child(mode: str, root: Path, rows: int) -> dict[str, Any]:
     gc.collect()
     rss_before = status_kb("VmRSS")
     reset_peak()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if mode.startswith("loop"):
         outputs, failed = asyncio.run(run_loop(root, rows, mode == "loop+log"))
     else:
         outputs, failed = asyncio.run(run_rows(root, mode == "batch+log"))
-    wall = time.perf_counter() - started
-    return {"mode": mode, "rows": rows, "wall_s": wall, "failed": failed, "outputs": digest(outputs),
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return {"mode": mode, "rows": rows, "wall_s": wall, "cpu_s": cpu, "failed": failed, "outputs": digest(outputs),
             "complete": len(outputs) == rows, "peak_rss_growth_mb": (status_kb("VmHWM") - rss_before) / 1024,
             "peak_rss_mb": status_kb("VmHWM") / 1024}
 
@@ -143,20 +144,23 @@ def run_child(mode: str, rows: int) -> dict[str, Any]:
 
 
 def table(runs: dict[str, list[dict[str, Any]]], rows: int) -> str:
-    base = statistics.median(r["wall_s"] for r in runs["loop"])
+    """Medians; overheads are per row against `loop` (and `batch+log` also against `loop+log`)."""
+    def median(mode: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[mode])
+
     lines = [f"### batch: {rows:,} rows x 3 echo steps (0 ms), local executor, concurrency 4", "",
-             "| mode | wall s (median, min-max) | per row µs | overhead per row vs loop µs | peak RSS growth MB |",
-             "| --- | --- | --- | --- | --- |"]
+             "| mode | wall s (median, min-max) | CPU s | CPU per row µs | CPU overhead per row µs | "
+             "wall overhead per row µs | peak RSS growth MB |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for mode in MODES:
         walls = [r["wall_s"] for r in runs[mode]]
-        wall = statistics.median(walls)
-        overhead = "–" if mode == "loop" else f"{(wall - base) / rows * 1e6:+.0f}"
-        if mode == "batch+log":
-            overhead += f" ({(wall - statistics.median(r['wall_s'] for r in runs['loop+log'])) / rows * 1e6:+.0f} " \
-                        "vs loop+log)"
-        memory = statistics.median(r["peak_rss_growth_mb"] for r in runs[mode])
-        lines.append(f"| {mode} | {wall:.2f} ({min(walls):.2f}-{max(walls):.2f}) | {wall / rows * 1e6:.0f} | "
-                     f"{overhead} | {memory:.1f} |")
+        wall, cpu = median(mode, "wall_s"), median(mode, "cpu_s")
+        bases = ["loop"] + (["loop+log"] if mode == "batch+log" else [])
+        cpu_over = " / ".join(f"{(cpu - median(base, 'cpu_s')) / rows * 1e6:+.0f}" for base in bases)
+        wall_over = " / ".join(f"{(wall - median(base, 'wall_s')) / rows * 1e6:+.0f}" for base in bases)
+        if mode == "loop":
+            cpu_over = wall_over = "–"
+        lines.append(f"| {mode} | {wall:.2f} ({min(walls):.2f}-{max(walls):.2f}) | {cpu:.2f} | "
+                     f"{cpu / rows * 1e6:.0f} | {cpu_over} | {wall_over} | {median(mode, 'peak_rss_growth_mb'):.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -177,7 +181,7 @@ def main() -> int:
         for mode in MODES:
             result = run_child(mode, args.rows)
             runs[mode].append(result)
-            note = result.get("error") or f"{result['wall_s']:.2f} s"
+            note = result.get("error") or f"{result['wall_s']:.2f} s wall, {result['cpu_s']:.2f} s CPU"
             print(f"  {mode:10} {note}", file=sys.stderr, flush=True)
     bad = [r for rs in runs.values() for r in rs if r.get("error") or r["failed"] or not r["complete"]
            or r["outputs"] != runs["loop"][0].get("outputs")]
