@@ -123,12 +123,13 @@ async def run_batch(options: BatchOptions, *, executor: Executor | None = None, 
     check_data_file(options.data)
     project = Project.open(options.config)
     graph = project.load(options.pipeline)
+    total = count_rows(options.data)  # a broken CSV header raises here, before the results file is touched
     results_path = options.results or Path(f"{options.data.stem}.results.jsonl")
     results, earlier = ResultsFile.open(results_path, resume=options.resume)
     done = finished_rows(earlier) if options.resume else {}
     batch_id = next((r["batch"] for r in earlier if r.get("batch")), None) or new_run_id()
     batch_dir = (options.log_dir or project.config.log_dir) / f"batch-{batch_id}" if options.write_logs else None
-    tally = Tally(total=count_rows(options.data))
+    tally = Tally(total=total)
     for result in done.values():
         tally.add(result, resumed=True)
     shared = Shared.open(project.config, budget_usd=options.budget_usd, use_cache=options.use_cache,
@@ -148,8 +149,8 @@ async def run_batch(options: BatchOptions, *, executor: Executor | None = None, 
         if batch_dir is not None:
             batch_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomically(batch_dir / "summary.json", json.dumps(summary.as_json(), indent=1) + "\n")
-    for hook in hooks:
-        hook.batch_finished(summary)
+        for hook in hooks:  # on Ctrl-C too: a live display must stop drawing
+            hook.batch_finished(summary)
     return summary
 
 
