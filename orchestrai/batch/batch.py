@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,10 @@ from .rowrunner import RowRunner, failed_row
 from .rows import check_data_file, count_rows, read_rows, row_inputs
 
 FAILED_ROWS_LISTED = 100  # the summary lists this many failed rows; the results file has them all
+# A run leaves reference cycles, and rows came faster than the collector's own thresholds freed them: a
+# 10,000-row batch grew ~150 MB of garbage. A full collection every this many rows holds ~10 MB for
+# ~40 µs a row (it skips the heap the running rows froze).
+COLLECT_EVERY_ROWS = 500
 
 
 @dataclass
@@ -164,6 +169,7 @@ class _Driver:
         self.lines: dict[int, int] = {}  # row number -> file line, for rows handed to the executor
         self.failed_rows: list[dict[str, Any]] = []
         self.message: str | None = None
+        self.finished = 0  # rows finished in this process
 
     def tasks(self) -> Iterator[RowTask]:
         """The rows to run, read as the executor asks for them; a row that cannot be run fails here."""
@@ -195,6 +201,9 @@ class _Driver:
             self.failed_rows.append({"row": result["row"], "error": result.get("error")})
         for hook in self.hooks:
             hook.row_finished(result, self.tally)
+        self.finished += 1
+        if self.finished % COLLECT_EVERY_ROWS == 0:
+            gc.collect()
 
     def summary(self, status: str, pipeline: str, results: Path, batch_dir: Path | None,
                 started: float) -> BatchSummary:
