@@ -65,3 +65,15 @@ def test_fanout_and_loop_references_catch_a_wrong_run(monkeypatch: pytest.Monkey
     no_feedback = [(echo_reply([], "draft it"), rows[0][1]), *rows[1:]]
     no_feedback[1] = (echo_reply([], "draft it"), rows[1][1])  # iteration 2 did not see critique 1
     assert loop_outputs(no_feedback, loop) != reference_outputs(loop)
+
+
+def test_quick_batch_benchmark_gives_the_same_outputs_in_every_mode(tmp_path: Path) -> None:
+    report = tmp_path / "batch.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "batch.py"), "--rows", "20", "--runs", "1",
+                           "--json", str(report)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads(report.read_text())["runs"]
+    assert set(runs) == {"loop", "loop+log", "batch", "batch+log"}
+    digests = {run["outputs"] for mode in runs.values() for run in mode}
+    assert len(digests) == 1 and all(run["complete"] and not run["failed"] for mode in runs.values() for run in mode)
+    assert "### batch: 20 rows" in done.stdout and "| batch+log |" in done.stdout
