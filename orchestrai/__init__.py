@@ -41,6 +41,8 @@ _EXPORTS = {
     "ProviderError": "orchestrai.errors",
     "ModuleError": "orchestrai.errors",
     "ValidationFailed": "orchestrai.errors",
+    "make_plan": "orchestrai.planner",
+    "write_plan": "orchestrai.planner",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

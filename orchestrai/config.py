@@ -11,14 +11,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from .errors import ConfigError, Problem, ValidationFailed
+from .mcpconfig import McpServerConfig, mcp_problems, mcp_secrets, redact_servers, server_settings
 from .modelconfig import ModelConfig, local_model_is_default
-from .policies import ProviderRateLimits, RetryConfig, new_dict
+from .policies import ProviderRateLimits, RetryConfig, Role, new_dict
 from .schema_errors import problems_from_validation_error
 from .yamlsrc import YamlDoc, load_yaml
 
 if TYPE_CHECKING:
     from .api import ProviderSettings, ProviderType
     from .pipeline.spec import Step
+    from .tools.mcp import McpServers, McpServerSettings
 
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 BUILTIN_PROVIDERS = ("openai", "anthropic", "echo", "local")  # always exist, named like their type
@@ -70,8 +72,15 @@ class ConfigFile(_Strict):
     cache: bool = Field(True, description="Reuse identical provider calls from the call cache.")
     cache_dir: str | None = Field(None, description="Where the call cache lives (default: the user cache dir).")
 
+    planner: ModelConfig | None = Field(None, description="The model `orchestrai plan` asks for a pipeline "
+                                        "(default: default_model_config).")
+
     workspace_dir: str = Field("generated_code", description="Where code-writing modules put each run's files.")
     allow_execution: bool = Field(False, description="Run generated code without asking (like --yes).")
+    roles: dict[str, Role] = Field(default_factory=new_dict, description="Roles steps take with `role:`: the "
+                                   "tools and spawns they may use (deny by default), rounds and a budget.")
+    mcp_servers: dict[str, McpServerConfig] = Field(default_factory=new_dict,
+                                                    description="MCP servers whose tools steps may use.")
 
     @model_validator(mode="after")
     def _default_provider_types(self) -> ConfigFile:
@@ -90,6 +99,9 @@ class Config:
     unset_env: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # dotted key -> (VAR, line)
     notices: list[str] = field(default_factory=list)  # what a run or validate tells about this config (legacy format)
     _builtin_providers: dict[str, ProviderConfig] = field(default_factory=dict, repr=False, compare=False)
+    mcp_secrets: list[str] = field(default_factory=list, repr=False)  # env-expanded values and headers
+    mcp_lines: dict[str, int | None] = field(default_factory=dict)  # server name -> its line in the file
+    shown_path: str = ""  # the path as messages show it (relative to the current directory when inside it)
 
     @property
     def base_dir(self) -> Path:
@@ -193,7 +205,18 @@ class Config:
     def secrets(self) -> list[str]:
         """Every secret value this config can see, for redaction."""
         values = [self.api_key(name) for name in self.provider_names() if name != "echo"]
-        return [v for v in values if v]
+        return [v for v in values if v] + self.mcp_secrets
+
+    def mcp_server_settings(self, name: str) -> McpServerSettings:
+        """What the MCP server `name` is started with (ConfigError when one of its ${VAR}s is not set)."""
+        return server_settings(name, self.file.mcp_servers[name], path=self.shown_path, lines=self.mcp_lines,
+                               unset_env=self.unset_env, base_dir=self.base_dir)
+
+    def mcp_servers(self) -> McpServers:
+        """One tool source per configured MCP server, each made when first asked for."""
+        from .tools.mcp import McpServers
+
+        return McpServers(self.file.mcp_servers, self.mcp_server_settings)
 
     def redacted(self) -> dict[str, Any]:
         """The config as JSON-able data with every key replaced by '***'."""
@@ -201,6 +224,7 @@ class Config:
         for provider in data.get("providers", {}).values():
             if "api_key" in provider:
                 provider["api_key"] = "***"
+        redact_servers(data)
         return data
 
 
@@ -254,8 +278,11 @@ def parse_config(path: Path) -> tuple[Config | None, list[Problem]]:
     except ValidationError as exc:
         return None, problems_from_validation_error(exc, doc, what="config", model=ConfigFile)
     unset = {".".join(map(str, loc)): (var, doc.line_of(loc)) for loc, var in doc.unset_env.items()}
-    config = Config(file, path=path, unset_env=unset)
-    problems = [*_provider_type_problems(file, doc), *_rate_limit_problems(config, doc)]
+    config = Config(file, path=path, unset_env=unset, mcp_secrets=mcp_secrets(file.mcp_servers, doc),
+                    mcp_lines={name: doc.line_of(("mcp_servers", name)) for name in file.mcp_servers},
+                    shown_path=doc.path)
+    problems = [*_provider_type_problems(file, doc), *_rate_limit_problems(config, doc),
+                *mcp_problems(file.mcp_servers, doc)]
     return (None, problems) if problems else (config, [])
 
 

@@ -77,6 +77,13 @@ class ModuleError(OrchestraiError):
     exit_code = 1
 
 
+class ToolError(OrchestraiError):
+    """A tool failed: it raised, timed out, got bad arguments, or its server is gone. The message goes
+    back to the model as the call's error result; the step goes on."""
+
+    exit_code = 1
+
+
 class MissingExtraError(OrchestraiError):
     """An optional dependency is not installed."""
 

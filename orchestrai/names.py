@@ -12,10 +12,15 @@ import re
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 # Dot-separated parts of letters, digits, '_' and '-': no leading or trailing dot, no '..', no '/'.
 MODULE_NAME_PATTERN = r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$"
+# An MCP server's name (mcp_servers: in config): a NAME without dots, as it prefixes its tools' names
+# (`weather.forecast`: the first dot ends the server's name).
+SERVER_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 
 NAME_RULE = "a name may contain letters, digits, '_', '-' and '.', and starts with a letter or '_'"
 MODULE_NAME_RULE = ("a module name may contain only letters, digits, '_', '-' and '.' "
                     "(no '/', no leading dot, no '..')")
+SERVER_NAME_RULE = ("a server name may contain letters, digits, '_' and '-' (no '.': it prefixes its tools' "
+                    "names, as in weather.forecast), and starts with a letter or '_'")
 
 MODULE_NAME_HINT = "use a name `orchestrai modules` lists, or a prompt file's name in system_prompts/ without .md"
 
@@ -26,6 +31,7 @@ PATTERN_RULES: dict[str, tuple[str, str]] = {
 }
 
 _MODULE_NAME = re.compile(MODULE_NAME_PATTERN[1:-1])
+_SERVER_NAME = re.compile(SERVER_NAME_PATTERN[1:-1])
 
 
 def is_module_name(name: object) -> bool:
@@ -35,3 +41,8 @@ def is_module_name(name: object) -> bool:
 
 # A run id names the log file and the engineering workspace: the same rule keeps it inside its folder.
 is_safe_file_name = is_module_name
+
+
+def is_server_name(name: object) -> bool:
+    """Whether `name` may name an MCP server (and so prefix tool names)."""
+    return isinstance(name, str) and _SERVER_NAME.fullmatch(name) is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -70,3 +71,21 @@ class ProviderRateLimits(RateLimit):
     def has_limits(self) -> bool:
         data: dict[str, Any] = self.model_dump(exclude={"models"}, exclude_none=True)
         return bool(data)
+
+
+class Role(BaseModel):
+    """What steps with `role: NAME` may do: deny by default, so a role allows only what it lists."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    tools: list[str] = Field(default_factory=new_list, description="Tools it may use; globs allowed (weather.*).")
+    spawn: list[str] = Field(default_factory=new_list, description="Modules and sub-pipeline files it may call as "
+                             "tools; globs allowed.")
+    max_tool_rounds: int | None = Field(None, ge=1, description="The most model rounds of a step with this role.")
+    budget_usd: float | None = Field(None, gt=0, description="The most all steps with this role may spend in a run.")
+
+    def allows_tool(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.tools)
+
+    def allows_spawn(self, target: str) -> bool:
+        return any(fnmatch.fnmatchcase(target, pattern) for pattern in self.spawn)

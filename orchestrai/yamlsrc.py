@@ -30,6 +30,8 @@ class YamlDoc:
     data: Any
     lines: dict[Loc, int] = field(default_factory=dict)
     unset_env: dict[Loc, str] = field(default_factory=dict)  # loc -> name of an unset ${VAR}
+    # loc -> the values its ${VAR}s expanded to: what config.yml reads from the environment may be a secret.
+    env_values: dict[Loc, list[str]] = field(default_factory=dict)
 
     def line_of(self, loc: Loc) -> int | None:
         """The line of `loc`, or of its nearest located ancestor."""
@@ -267,6 +269,7 @@ def _expand(value: str, loc: Loc, doc: YamlDoc) -> str | None:
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in os.environ:
+            doc.env_values.setdefault(loc, []).append(os.environ[name])
             return os.environ[name]
         if default is None:
             doc.unset_env[loc] = name

@@ -10,11 +10,17 @@ Wire formats (what the real APIs send, close enough for the official SDKs to par
   ``chat.completion`` objects, or with ``"stream": true`` Server-Sent Events of
   ``chat.completion.chunk`` objects (a role chunk, one chunk per word, a ``finish_reason`` chunk,
   a usage chunk with ``choices: []`` when ``stream_options.include_usage`` is true), then
-  ``data: [DONE]``.
+  ``data: [DONE]``. Scripted tool calls come as ``message.tool_calls`` (``content`` null unless
+  text was scripted too), or streamed as ``delta.tool_calls`` after any text: per call one delta
+  with ``index``, ``id``, ``type``, ``function.name`` and empty ``arguments``, then the arguments
+  text in pieces of a few characters carrying only the ``index``; ``finish_reason`` ``"tool_calls"``.
 * ``POST /v1/messages`` (also ``/messages``): Anthropic Messages. Non-streamed ``message`` objects,
   or with ``"stream": true`` the event sequence ``message_start``, ``content_block_start``,
   ``ping``, ``content_block_delta`` (``text_delta``, one per word), ``content_block_stop``,
-  ``message_delta`` (``stop_reason`` and ``usage.output_tokens``), ``message_stop``.
+  ``message_delta`` (``stop_reason`` and ``usage.output_tokens``), ``message_stop``. Scripted tool
+  calls are ``tool_use`` content blocks (after a text block when text was scripted too),
+  ``stop_reason`` ``"tool_use"``; streamed, each is a ``content_block_start`` with an empty
+  ``input``, ``input_json_delta`` pieces of its JSON, and a ``content_block_stop``.
 * ``GET /v1/models`` (also ``/models``): a small model list, in Anthropic's shape when the request
   carries an ``anthropic-version`` header, else in OpenAI's.
 * Anything else: 404 in OpenAI's error format. A known path with the wrong method: 405.
@@ -29,6 +35,16 @@ Errors use each API's JSON shape, so the SDKs raise their own exception classes
 A request that has neither an ``authorization`` nor an ``x-api-key`` header gets a 401 (note that
 the anthropic SDK sends its api_key as ``Authorization: Bearer``, not as ``x-api-key``). A body
 that is not a JSON object, or lacks ``model`` (a string) or ``messages`` (a list), gets a 400.
+
+Tool definitions and tool conversations get the checks the real APIs make, answered with a 400 and
+their message: OpenAI ``tools`` entries must be ``{type: function, function: {name, ...}}`` with a
+name matching ``^[a-zA-Z0-9_-]{1,64}$``; an assistant message's ``tool_calls`` need an ``id`` and
+``function.arguments`` as a string; every ``role: tool`` message must answer (by ``tool_call_id``)
+a call of the assistant message just before it, and every such call must be answered before the
+next other message. Anthropic ``tools`` need a ``name`` (same pattern) and an ``input_schema``
+object; roles are only ``user`` and ``assistant``; a ``tool_use`` block's ``input`` is an object;
+every ``tool_use`` id of an assistant message must have a ``tool_result`` block in the next (user)
+message, and a ``tool_result`` must name a ``tool_use`` of the message just before.
 
 HTTP/1.1 keep-alive works: every non-streamed response has a Content-Length, and streams use
 chunked transfer encoding ending with the zero-length chunk (or ``Connection: close`` for an
@@ -54,6 +70,8 @@ Public API
     (the body, or a stream's final chunk), so once a client holds a whole response, its entry is
     in the log and it no longer counts as in flight.
     ``connections_opened: int``: TCP connections accepted so far (to check keep-alive reuse).
+    ``tool_call_ids: list[str]``: the id of every tool call the server answered with, in order
+    (scripted or generated: OpenAI ``call_...``, Anthropic ``toolu_01...``), forced-tool answers included.
     ``latency_s`` and ``default_reply`` may be changed while the server runs.
 
     ``queue_reply(text, *, status=200, latency_s=None, headers=None, usage=None, match=None)``
@@ -68,6 +86,16 @@ Public API
         that, the first queued entry without ``match``; failing that, the default reply. Entries
         whose ``match`` is not found stay queued.
 
+    ``queue_tool_calls(calls, *, text="", latency_s=None, headers=None, usage=None, match=None)``
+        Queue a reply that calls tools, in the same FIFO and with the same matching as
+        ``queue_reply``. ``calls``: ``(name, arguments)`` or ``(name, arguments, id)`` tuples (or
+        ``ScriptedToolCall``s), answered as OpenAI ``tool_calls`` or Anthropic ``tool_use`` blocks
+        (see the wire formats above), streamed or not. ``arguments`` is a dict, or a str: OpenAI
+        sends it verbatim as the ``arguments`` text (to script malformed JSON); Anthropic's
+        ``input`` must be an object, so there it must be a JSON object's text, else the request
+        gets a 500 naming the script's mistake. Without an id each call gets a new one. ``text``:
+        text the reply carries before its calls. Default usage counts ``text`` and the arguments.
+
     ``set_error_rule(fn)``: ``fn(request_index, RecordedRequest)`` is called for each
         chat/messages request that passed the auth and body checks, before the reply queue is
         consulted; ``request_index`` is the request's 0-based index in ``requests``. Returning
@@ -75,8 +103,8 @@ Public API
         the server's ``latency_s``) without consuming a queued reply; returning ``None`` goes on
         as usual. ``set_error_rule(None)`` removes the rule.
 
-    ``reset()``: forget recorded requests, the in-flight log and maximum, queued replies and the
-        error rule (the server keeps running, on the same port).
+    ``reset()``: forget recorded requests, the in-flight log and maximum, queued replies, issued
+        tool call ids and the error rule (the server keeps running, on the same port).
 
 ``RecordedRequest`` (frozen dataclass): ``path`` (as sent, with any query string), ``headers``
     (lower-cased keys), ``body`` (parsed JSON object; ``{}`` when there was none or it was not a
@@ -84,20 +112,29 @@ Public API
     Helpers: ``.model``, ``.messages`` (the ``messages`` list of either API), ``.system`` (the
     Anthropic ``system`` field, or the OpenAI system/developer message content, as text; else
     ``None``), ``.stream`` (bool), ``.api`` (``"openai"``, ``"anthropic"`` or ``None``),
-    ``.last_user_text`` (text of the last user message, ``""`` if none).
+    ``.last_user_text`` (text of the last user message, ``""`` if none), ``.response_format``,
+    ``.tools`` (the offered tool definitions as sent, ``[]`` without), ``.tool_names``,
+    ``.tool_choice``, ``.forced_tool`` (below), ``.tool_results`` (``ToolResult(tool_call_id,
+    content, is_error, name)`` per OpenAI ``role: tool`` message or Anthropic ``tool_result`` block,
+    content as text; ``is_error`` None when absent) and ``.sent_tool_calls`` (``SentToolCall(id,
+    name, arguments)`` per call in the request's assistant messages: OpenAI ``arguments`` parsed from
+    its JSON text, or the raw text; Anthropic ``input``).
 
 Replies when nothing is queued: ``default_reply`` if set, else
 ``"reply to <model>: <first 60 chars of the last user message>"``. Default usage: prompt tokens =
 characters of the system prompt and all message contents // 4, completion tokens =
-``len(reply) // 4``, each at least 1. The finish reason is always ``"stop"`` / ``"end_turn"``
-(``max_tokens`` is not enforced), and there are no tool calls, except for structured outputs:
+``len(reply) // 4``, each at least 1. ``max_tokens`` is not enforced. The finish reason is
+``"stop"`` / ``"end_turn"``, except for replies queued with ``queue_tool_calls`` (above) and
+Anthropic's forced tools:
 
 * OpenAI ``response_format`` (``json_schema``) is recorded with the request (``.response_format``)
   and answered with the scripted text as the message content, streamed or not.
-* Anthropic: a non-streamed request whose ``tool_choice`` forces a tool (``{"type": "tool", "name"}``)
-  of ``tools`` is answered with one ``tool_use`` content block for that tool whose ``input`` is the
-  scripted text parsed as JSON, ``stop_reason`` ``"tool_use"``. Scripted text that is not a JSON
-  object is sent as a text block instead (``end_turn``), as a model that refuses would.
+* Anthropic: a request that makes the model call a tool (``.forced_tool``: ``tool_choice``
+  ``{"type": "tool", "name"}`` naming one of ``tools``; or ``{"type": "any"}`` with a tool named
+  ``structured_output`` offered, orchestrai's answer tool, or with a single tool) is answered,
+  for a text reply, with one ``tool_use`` block for that tool whose ``input`` is the scripted text
+  parsed as JSON, ``stop_reason`` ``"tool_use"``, streamed or not. Scripted text that is not a
+  JSON object is sent as a text block instead (``end_turn``), as a model that refuses would.
 
 Notes on the SDKs (openai 3.x on httpx2, anthropic 2.x)
 -------------------------------------------------------
@@ -128,7 +165,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["FakeLLMServer", "RecordedRequest", "ScriptedReply"]
+from fake_llm_tools import (
+    ScriptedToolCall,
+    SentToolCall,
+    ToolResult,
+    anthropic_blocks,
+    anthropic_tool_use_events,
+    arguments_text,
+    offered_tool_names,
+    openai_tool_calls,
+    openai_tool_deltas,
+    scripted_calls,
+    sent_tool_calls,
+    tool_problem,
+    tool_results,
+)
+
+__all__ = ["FakeLLMServer", "RecordedRequest", "ScriptedReply", "ScriptedToolCall", "SentToolCall", "ToolResult"]
+
+ANSWER_TOOL = "structured_output"  # orchestrai's tool whose input is a structured answer
 
 _OPENAI_CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 _ANTHROPIC_MESSAGES_PATHS = ("/v1/messages", "/messages")
@@ -264,14 +319,46 @@ class RecordedRequest:
         return value if isinstance(value, dict) else None
 
     @property
-    def forced_tool(self) -> str | None:
-        """The tool an Anthropic request forces with ``tool_choice: {type: tool, name}``, if it is in ``tools``."""
-        choice = self.body.get("tool_choice")
-        if not isinstance(choice, dict) or choice.get("type") != "tool":
-            return None
+    def tools(self) -> list:
+        """The tool definitions the request offered (``tools``), as sent; ``[]`` without any."""
         tools = self.body.get("tools")
-        names = {t.get("name") for t in tools if isinstance(t, dict)} if isinstance(tools, list) else set()
-        return choice.get("name") if choice.get("name") in names else None
+        return tools if isinstance(tools, list) else []
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The names of the offered tools (OpenAI ``function.name``, Anthropic ``name``)."""
+        return offered_tool_names(self.api, self.tools)
+
+    @property
+    def tool_choice(self) -> Any:
+        return self.body.get("tool_choice")
+
+    @property
+    def tool_results(self) -> list[ToolResult]:
+        """The tool results the request carried: OpenAI ``role: tool`` messages, Anthropic ``tool_result`` blocks."""
+        return tool_results(self.api, self.messages)
+
+    @property
+    def sent_tool_calls(self) -> list[SentToolCall]:
+        """The tool calls the request's assistant messages carried (a model's earlier calls, sent back)."""
+        return sent_tool_calls(self.api, self.messages)
+
+    @property
+    def forced_tool(self) -> str | None:
+        """The tool an Anthropic request makes the model call: ``tool_choice: {type: tool, name}`` naming one
+        of ``tools``; or ``{type: any}`` (some tool must be called) with the ``structured_output`` tool
+        offered, or with only one tool offered."""
+        choice = self.body.get("tool_choice")
+        names = set(self.tool_names)
+        if not isinstance(choice, dict):
+            return None
+        if choice.get("type") == "tool":
+            return choice.get("name") if choice.get("name") in names else None
+        if choice.get("type") == "any":
+            if ANSWER_TOOL in names:
+                return ANSWER_TOOL
+            return next(iter(names)) if len(names) == 1 else None
+        return None
 
     @property
     def last_user_text(self) -> str:
@@ -298,6 +385,7 @@ class ScriptedReply:
     headers: dict[str, str] = field(default_factory=dict)
     usage: tuple[int, int] | None = None
     match: str | None = None
+    tool_calls: tuple[ScriptedToolCall, ...] = ()  # non-empty: answered as these tool calls, with `text` before
 
 
 class _Server(ThreadingHTTPServer):
@@ -360,6 +448,7 @@ class FakeLLMServer:
         self.max_in_flight = 0
         self.in_flight_log: list[tuple[float, float, str]] = []
         self.connections_opened = 0
+        self.tool_call_ids: list[str] = []
         self._in_flight = 0
         self._queue: list[ScriptedReply] = []
         self._error_rule: ErrorRule | None = None
@@ -447,6 +536,27 @@ class FakeLLMServer:
         with self._lock:
             self._queue.append(reply)
 
+    def queue_tool_calls(
+        self,
+        calls: Any,
+        *,
+        text: str = "",
+        latency_s: float | None = None,
+        headers: dict | None = None,
+        usage: tuple[int, int] | None = None,
+        match: str | None = None,
+    ) -> None:
+        reply = ScriptedReply(
+            text=text,
+            latency_s=latency_s,
+            headers={str(k): str(v) for k, v in (headers or {}).items()},
+            usage=usage,
+            match=match,
+            tool_calls=scripted_calls(calls),
+        )
+        with self._lock:
+            self._queue.append(reply)
+
     def set_error_rule(self, fn: ErrorRule | None) -> None:
         with self._lock:
             self._error_rule = fn
@@ -456,6 +566,7 @@ class FakeLLMServer:
             self.requests.clear()
             self.in_flight_log.clear()
             self.max_in_flight = self._in_flight
+            self.tool_call_ids.clear()
             self._queue.clear()
             self._error_rule = None
 
@@ -615,30 +726,40 @@ class FakeLLMServer:
             text = self.default_reply
         else:
             text = f"reply to {record.model}: {record.last_user_text[:60]}"
+        calls = self._issue_call_ids(api, reply.tool_calls if reply is not None else ())
         if reply is not None and reply.usage is not None:
             prompt_tokens, completion_tokens = (int(n) for n in reply.usage)
         else:
             prompt_tokens = max(1, record.prompt_chars() // 4)
-            completion_tokens = max(1, len(text) // 4)
+            completion_tokens = max(1, (len(text) + sum(len(arguments_text(c)) for _, c in calls)) // 4)
         extra = reply.headers if reply is not None else {}
         model = record.model or ""
 
         if api == "openai":
             if record.stream:
                 include_usage = bool((record.body.get("stream_options") or {}).get("include_usage"))
-                events = self._openai_stream(model, text, prompt_tokens, completion_tokens, include_usage)
+                events = self._openai_stream(model, text, prompt_tokens, completion_tokens, include_usage, calls)
                 self._send_sse(h, events, extra)
             else:
-                self._send_json(h, 200, self._openai_completion(model, text, prompt_tokens, completion_tokens), extra)
+                completion = self._openai_completion(model, text, prompt_tokens, completion_tokens, calls)
+                self._send_json(h, 200, completion, extra)
+            return
+        try:
+            blocks = anthropic_blocks(text, calls) if calls else self._answer_blocks(record, text)
+        except ValueError as exc:  # a script Anthropic could not send: fail the test loudly
+            self._send_error(h, api, 500, str(exc))
+            return
+        if record.stream:
+            self._send_sse(h, self._anthropic_stream(model, blocks, prompt_tokens, completion_tokens), extra)
         else:
-            if record.stream:
-                self._send_sse(h, self._anthropic_stream(model, text, prompt_tokens, completion_tokens), extra)
-            else:
-                message = self._anthropic_message(model, text, prompt_tokens, completion_tokens)
-                tool = record.forced_tool
-                if tool is not None:
-                    self._use_tool(message, tool, text)
-                self._send_json(h, 200, message, extra)
+            self._send_json(h, 200, self._anthropic_message(model, blocks, prompt_tokens, completion_tokens), extra)
+
+    def _issue_call_ids(self, api: str, calls: tuple[ScriptedToolCall, ...]) -> list[tuple[str, ScriptedToolCall]]:
+        """Each scripted call with its id (its own, or a new one in the API's style), recorded in tool_call_ids."""
+        issued = [(c.id or (f"call_{_rand(24)}" if api == "openai" else f"toolu_01{_rand(22)}"), c) for c in calls]
+        with self._lock:
+            self.tool_call_ids.extend(call_id for call_id, _ in issued)
+        return issued
 
     @staticmethod
     def _validation_error(api: str, record: RecordedRequest, body_ok: bool) -> str | None:
@@ -650,7 +771,7 @@ class FakeLLMServer:
             return "model: Field required" if api == "anthropic" else "you must provide a model parameter"
         if not isinstance(record.body.get("messages"), list):
             return "messages: Field required" if api == "anthropic" else "Missing required parameter: 'messages'."
-        return None
+        return tool_problem(api, record.body)
 
     def _take_reply(self, record: RecordedRequest) -> ScriptedReply | None:
         with self._lock:
@@ -702,7 +823,13 @@ class FakeLLMServer:
             },
         }
 
-    def _openai_completion(self, model: str, text: str, prompt_tokens: int, completion_tokens: int) -> dict:
+    def _openai_completion(
+        self, model: str, text: str, prompt_tokens: int, completion_tokens: int, calls: list | None = None
+    ) -> dict:
+        message: dict = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+        if calls:
+            message["content"] = text or None  # as OpenAI sends a reply that only calls tools
+            message["tool_calls"] = openai_tool_calls(calls)
         return {
             "id": f"chatcmpl-{_rand(29)}",
             "object": "chat.completion",
@@ -711,9 +838,9 @@ class FakeLLMServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
+                    "message": message,
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": "tool_calls" if calls else "stop",
                 }
             ],
             "usage": self._openai_usage(prompt_tokens, completion_tokens),
@@ -722,7 +849,13 @@ class FakeLLMServer:
         }
 
     def _openai_stream(
-        self, model: str, text: str, prompt_tokens: int, completion_tokens: int, include_usage: bool
+        self,
+        model: str,
+        text: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        include_usage: bool,
+        calls: list | None = None,
     ) -> list[bytes]:
         base = {
             "id": f"chatcmpl-{_rand(29)}",
@@ -742,9 +875,10 @@ class FakeLLMServer:
         def choice(delta: dict, finish_reason: str | None = None) -> dict:
             return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
-        events = [chunk([choice({"role": "assistant", "content": "", "refusal": None})])]
+        events = [chunk([choice({"role": "assistant", "content": "" if text or not calls else None, "refusal": None})])]
         events += [chunk([choice({"content": piece})]) for piece in _split_words(text)]
-        events.append(chunk([choice({}, "stop")]))
+        events += [chunk([choice(delta)]) for delta in openai_tool_deltas(calls or [])]
+        events.append(chunk([choice({}, "tool_calls" if calls else "stop")]))
         if include_usage:
             events.append(chunk([], self._openai_usage(prompt_tokens, completion_tokens)))
         events.append(b"data: [DONE]\n\n")
@@ -760,30 +894,37 @@ class FakeLLMServer:
             "service_tier": "standard",
         }
 
-    @staticmethod
-    def _use_tool(message: dict, tool: str, text: str) -> None:
-        """Turn a message into a call of the forced ``tool`` with ``text`` (JSON) as its input."""
-        try:
-            value = json.loads(text)
-        except ValueError:
-            return
-        if isinstance(value, dict):
-            message["content"] = [{"type": "tool_use", "id": f"toolu_01{_rand(22)}", "name": tool, "input": value}]
-            message["stop_reason"] = "tool_use"
+    def _answer_blocks(self, record: RecordedRequest, text: str) -> list[dict]:
+        """A text reply's content: a call of the tool the request forces, with ``text`` (a JSON object) as its
+        input; else (no forced tool, or text that is not a JSON object, as a refusing model sends) one text block."""
+        tool = record.forced_tool
+        if tool is not None:
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = None
+            if isinstance(value, dict):
+                [(call_id, _)] = self._issue_call_ids("anthropic", (ScriptedToolCall(tool, value),))
+                return [{"type": "tool_use", "id": call_id, "name": tool, "input": value}]
+        return [{"type": "text", "text": text}]
 
-    def _anthropic_message(self, model: str, text: str, input_tokens: int, output_tokens: int) -> dict:
+    @staticmethod
+    def _stop_reason(blocks: list[dict]) -> str:
+        return "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
+
+    def _anthropic_message(self, model: str, blocks: list[dict], input_tokens: int, output_tokens: int) -> dict:
         return {
             "id": f"msg_01{_rand(22)}",
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
+            "content": blocks,
+            "stop_reason": self._stop_reason(blocks),
             "stop_sequence": None,
             "usage": self._anthropic_usage(input_tokens, output_tokens),
         }
 
-    def _anthropic_stream(self, model: str, text: str, input_tokens: int, output_tokens: int) -> list[bytes]:
+    def _anthropic_stream(self, model: str, blocks: list[dict], input_tokens: int, output_tokens: int) -> list[bytes]:
         def event(name: str, payload: dict) -> bytes:
             return f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
 
@@ -797,28 +938,20 @@ class FakeLLMServer:
             "stop_sequence": None,
             "usage": self._anthropic_usage(input_tokens, 1),
         }
-        events = [
-            event("message_start", {"type": "message_start", "message": start_message}),
-            event(
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            ),
-            event("ping", {"type": "ping"}),
-        ]
+        events = [event("message_start", {"type": "message_start", "message": start_message})]
+        for index, block in enumerate(blocks):
+            if block["type"] == "tool_use":
+                events += [event(name, payload) for name, payload in anthropic_tool_use_events(index, block)]
+            else:
+                events += self._anthropic_text_events(event, index, block["text"])
+            if index == 0:
+                events.insert(2, event("ping", {"type": "ping"}))  # after the first block's start, as the API does
         events += [
-            event(
-                "content_block_delta",
-                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
-            )
-            for piece in _split_words(text)
-        ]
-        events += [
-            event("content_block_stop", {"type": "content_block_stop", "index": 0}),
             event(
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "delta": {"stop_reason": self._stop_reason(blocks), "stop_sequence": None},
                     "usage": {
                         "input_tokens": input_tokens,
                         "cache_creation_input_tokens": 0,
@@ -829,6 +962,20 @@ class FakeLLMServer:
             ),
             event("message_stop", {"type": "message_stop"}),
         ]
+        return events
+
+    @staticmethod
+    def _anthropic_text_events(event: Callable[[str, dict], bytes], index: int, text: str) -> list[bytes]:
+        start = {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+        events = [event("content_block_start", start)]
+        events += [
+            event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}},
+            )
+            for piece in _split_words(text)
+        ]
+        events.append(event("content_block_stop", {"type": "content_block_stop", "index": index}))
         return events
 
     @staticmethod

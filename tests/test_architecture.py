@@ -89,7 +89,7 @@ FORBIDDEN_FOR_PLUGINS = ("orchestrai.engine", "orchestrai.config", "orchestrai.c
                          "orchestrai.project")
 
 
-@pytest.mark.parametrize("folder", ["modules", "providers", "observe"])
+@pytest.mark.parametrize("folder", ["modules", "providers", "observe", "tools"])
 def test_modules_providers_and_hooks_are_written_against_the_api(folder: str) -> None:
     graph = import_graph()
     allowed = {"orchestrai.engine.redact"} if folder == "observe" else set()  # the hooks' own secrets scrubber

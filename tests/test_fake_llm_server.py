@@ -519,3 +519,201 @@ def test_stop_does_not_hang_on_open_keepalive_or_sleeping_requests():
     assert time.monotonic() - started < 1.0
     conn.close()
     srv.stop()  # idempotent
+
+
+# ---------------------------------------------------------------- tool calls
+
+ADD = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}
+OAI_TOOLS = [{"type": "function", "function": {"name": "add", "description": "Add.", "parameters": ADD}},
+             {"type": "function", "function": {"name": "weather__forecast", "parameters": {"type": "object"}}}]
+CLAUDE_TOOLS = [{"name": "add", "description": "Add.", "input_schema": ADD},
+                {"name": "weather__forecast", "input_schema": {"type": "object"}}]
+TWO_CALLS = [("add", {"a": 17, "b": 25}), ("weather__forecast", {"city": "Paris"}, "call_fixed_id")]
+
+
+def test_openai_tool_calls_non_streamed(server):
+    server.queue_tool_calls(TWO_CALLS)
+    resp = asyncio.run(oai_chat(server, "add and forecast", tools=OAI_TOOLS))
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    calls = choice.message.tool_calls
+    assert [(c.type, c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("function", "add", {"a": 17, "b": 25}), ("function", "weather__forecast", {"city": "Paris"})]
+    assert calls[0].id.startswith("call_") and calls[1].id == "call_fixed_id"
+    assert server.tool_call_ids == [calls[0].id, "call_fixed_id"]
+    [req] = server.requests
+    assert req.tools == OAI_TOOLS and req.tool_names == ["add", "weather__forecast"]
+
+
+def test_openai_tool_calls_streamed_in_pieces(server):
+    server.queue_tool_calls(TWO_CALLS, text="Let me check.", usage=(10, 20))
+
+    async def go():
+        async with oai(server) as client:
+            stream = await client.chat.completions.create(
+                model=OPENAI_MODEL, messages=[{"role": "user", "content": "q"}], tools=OAI_TOOLS, stream=True,
+                stream_options={"include_usage": True})
+            return [chunk async for chunk in stream]
+
+    chunks = asyncio.run(go())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    pieces: dict[int, list] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            for delta in choice.delta.tool_calls or []:
+                pieces.setdefault(delta.index, []).append(delta)
+    assert text == "Let me check."
+    assert sorted(pieces) == [0, 1]
+    for index, (name, arguments, *_) in enumerate(TWO_CALLS):
+        first, *rest = pieces[index]
+        assert first.id and first.function.name == name and first.type == "function"
+        assert rest and all(d.id is None and d.function.name is None for d in rest)  # arguments in several pieces
+        assert json.loads("".join(d.function.arguments or "" for d in pieces[index])) == arguments
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert chunks[-1].usage.completion_tokens == 20
+
+
+def test_anthropic_tool_use_non_streamed_and_streamed(server):
+    server.queue_tool_calls(TWO_CALLS, text="Checking.")
+    server.queue_tool_calls(TWO_CALLS)
+
+    async def go():
+        async with claude(server) as client:
+            plain = await client.messages.create(model=CLAUDE_MODEL, max_tokens=64, tools=CLAUDE_TOOLS,
+                                                 messages=[{"role": "user", "content": "q"}])
+            async with client.messages.stream(model=CLAUDE_MODEL, max_tokens=64, tools=CLAUDE_TOOLS,
+                                              messages=[{"role": "user", "content": "q"}]) as stream:
+                events = [event async for event in stream]
+                streamed = await stream.get_final_message()
+            return plain, events, streamed
+
+    plain, events, streamed = asyncio.run(go())
+    assert plain.stop_reason == "tool_use" and [b.type for b in plain.content] == ["text", "tool_use", "tool_use"]
+    assert plain.content[0].text == "Checking."
+    uses = plain.content[1:]
+    assert [(b.name, b.input) for b in uses] == [(n, a) for n, a, *_ in TWO_CALLS]
+    assert uses[0].id.startswith("toolu_01") and uses[1].id == "call_fixed_id"
+    # streamed: the SDK rebuilds each input from its input_json_delta pieces
+    assert streamed.stop_reason == "tool_use" and [b.type for b in streamed.content] == ["tool_use", "tool_use"]
+    assert [(b.name, b.input) for b in streamed.content] == [(n, a) for n, a, *_ in TWO_CALLS]
+    assert sum(1 for e in events if e.type == "input_json") > 2
+    assert server.tool_call_ids == [uses[0].id, "call_fixed_id", streamed.content[0].id, "call_fixed_id"]
+    assert server.requests[0].tool_names == ["add", "weather__forecast"]
+
+
+def test_tool_results_and_sent_calls_are_recorded(server):
+    oai_messages = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}},
+            {"id": "c2", "type": "function", "function": {"name": "add", "arguments": "not json"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "3"},
+        {"role": "tool", "tool_call_id": "c2", "content": [{"type": "text", "text": "bad arguments"}]},
+    ]
+    claude_messages = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Adding."},
+                                          {"type": "tool_use", "id": "t1", "name": "add", "input": {"a": 1, "b": 2}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "3", "is_error": False},
+                                     {"type": "text", "text": "go on"}]},
+    ]
+
+    async def go():
+        async with oai(server) as client:
+            await client.chat.completions.create(model=OPENAI_MODEL, messages=oai_messages, tools=OAI_TOOLS)
+        async with claude(server) as client:
+            await client.messages.create(model=CLAUDE_MODEL, max_tokens=8, messages=claude_messages,
+                                         tools=CLAUDE_TOOLS)
+
+    asyncio.run(go())
+    first, second = server.requests
+    assert [(r.tool_call_id, r.content, r.is_error) for r in first.tool_results] == [
+        ("c1", "3", None), ("c2", "bad arguments", None)]
+    assert [(c.id, c.name, c.arguments) for c in first.sent_tool_calls] == [
+        ("c1", "add", {"a": 1, "b": 2}), ("c2", "add", "not json")]
+    assert [(r.tool_call_id, r.content, r.is_error) for r in second.tool_results] == [("t1", "3", False)]
+    assert [(c.id, c.name, c.arguments) for c in second.sent_tool_calls] == [("t1", "add", {"a": 1, "b": 2})]
+
+
+CALL = {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{}"}}
+OPENAI_BAD = [
+    ([{"role": "tool", "tool_call_id": "c1", "content": "3"}], "must be a response to a preceeding message"),
+    ([{"role": "assistant", "content": None, "tool_calls": [CALL]}, {"role": "user", "content": "next"}],
+     "did not have response messages: c1"),
+    ([{"role": "assistant", "content": None, "tool_calls": [CALL]}], "did not have response messages: c1"),
+    ([{"role": "assistant", "content": None, "tool_calls": [{**CALL, "function": {"name": "add", "arguments": {}}}]},
+      {"role": "tool", "tool_call_id": "c1", "content": "3"}], "expected a string, but got an object"),
+]
+CLAUDE_BAD = [
+    ([{"role": "tool", "content": "3"}], "messages.1.role"),
+    ([{"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "add", "input": {}}]},
+      {"role": "user", "content": "no result"}], "`tool_use` ids were found without `tool_result` blocks"),
+    ([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t9", "content": "3"}]}],
+     "unexpected `tool_use_id`"),
+]
+
+
+@pytest.mark.parametrize(("messages", "message"), OPENAI_BAD)
+def test_openai_rejects_a_malformed_tool_conversation(server, messages, message):
+    async def go():
+        async with oai(server) as client:
+            await client.chat.completions.create(model=OPENAI_MODEL, messages=[{"role": "user", "content": "q"},
+                                                                              *messages])
+
+    with pytest.raises(openai.BadRequestError, match=message):
+        asyncio.run(go())
+
+
+@pytest.mark.parametrize(("messages", "message"), CLAUDE_BAD)
+def test_anthropic_rejects_a_malformed_tool_conversation(server, messages, message):
+    async def go():
+        async with claude(server) as client:
+            await client.messages.create(model=CLAUDE_MODEL, max_tokens=8,
+                                         messages=[{"role": "user", "content": "q"}, *messages])
+
+    with pytest.raises(anthropic.BadRequestError, match=message):
+        asyncio.run(go())
+
+
+def test_malformed_tool_definitions_are_rejected(server):
+    with pytest.raises(openai.BadRequestError, match=r"tools\[0\].function"):
+        asyncio.run(oai_chat(server, tools=[{"name": "add", "parameters": ADD}]))  # not wrapped in a function
+    with pytest.raises(openai.BadRequestError, match="does not match pattern"):
+        asyncio.run(oai_chat(server, tools=[{"type": "function", "function": {"name": "weather.forecast"}}]))
+    with pytest.raises(anthropic.BadRequestError, match="input_schema: Field required"):
+        asyncio.run(claude_msg(server, tools=[{"name": "add", "parameters": ADD}]))
+
+
+def test_string_arguments(server):
+    server.queue_tool_calls([("add", "{not json")])
+    resp = asyncio.run(oai_chat(server, tools=OAI_TOOLS))
+    assert resp.choices[0].message.tool_calls[0].function.arguments == "{not json"  # verbatim, for bad-JSON tests
+    server.queue_tool_calls([("add", '{"a": 1, "b": 2}')])
+    assert asyncio.run(claude_msg(server, tools=CLAUDE_TOOLS)).content[0].input == {"a": 1, "b": 2}
+    server.queue_tool_calls([("add", "[1, 2]")])
+    with pytest.raises(anthropic.InternalServerError, match="must be a JSON object"):
+        asyncio.run(claude_msg(server, tools=CLAUDE_TOOLS))
+
+
+def test_any_tool_choice_answers_text_as_the_structured_output_tool(server):
+    answer_tool = {"name": "structured_output", "input_schema": {"type": "object"}}
+    server.queue_reply('{"title": "Bees"}')
+    server.queue_reply("I refuse")
+    msg = asyncio.run(claude_msg(server, tools=[*CLAUDE_TOOLS, answer_tool], tool_choice={"type": "any"}))
+    assert [(b.type, b.name, b.input) for b in msg.content] == [("tool_use", "structured_output", {"title": "Bees"})]
+    assert msg.stop_reason == "tool_use" and server.requests[0].forced_tool == "structured_output"
+    refused = asyncio.run(claude_msg(server, tools=[*CLAUDE_TOOLS, answer_tool], tool_choice={"type": "any"}))
+    assert refused.content[0].text == "I refuse" and refused.stop_reason == "end_turn"
+    asyncio.run(claude_msg(server, tools=CLAUDE_TOOLS, tool_choice={"type": "any"}))
+    assert server.requests[-1].forced_tool is None  # two tools, none the answer tool: the model would choose
+
+
+def test_tool_calls_are_matched_like_replies_and_reset(server):
+    server.queue_tool_calls([("add", {"a": 1, "b": 2})], match="needle")
+    assert asyncio.run(oai_chat(server, "hay")).choices[0].finish_reason == "stop"
+    assert asyncio.run(oai_chat(server, "a needle", tools=OAI_TOOLS)).choices[0].finish_reason == "tool_calls"
+    assert len(server.tool_call_ids) == 1
+    server.reset()
+    assert server.tool_call_ids == []
+    with pytest.raises(ValueError):
+        server.queue_tool_calls([])

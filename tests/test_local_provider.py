@@ -475,6 +475,18 @@ def test_the_grammar_makes_the_embedded_model_answer_schema_valid_json() -> None
 
 
 @real_model
+def test_the_grammar_keeps_control_characters_out_of_json_strings() -> None:
+    """llama-cpp-python 0.3's converter lets a raw newline into a string, which JSON forbids: SmolLM2 wrote
+    one into most long strings, so no answer parsed. json_gbnf excludes control characters as llama.cpp does."""
+    schema = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string", "maxLength": 5}}}
+    rules = dict(line.split(" ::= ", 1) for line in local.json_gbnf(schema).splitlines() if " ::= " in line)
+    assert rules["char"].startswith(r'[^"\\\x7F\x00-\x1F] | "\\"'), rules["char"]
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    LlamaGrammar.from_string(local.json_gbnf(schema), verbose=False)  # llama.cpp parses the rule (or raises)
+
+
+@real_model
 def test_a_structured_step_runs_on_the_local_model(project: Path) -> None:
     write(project / "system_prompts" / "topics.md", "List topics for the request as JSON.\n")
     write(project / "pipelines" / "s.yml", f"""

@@ -27,12 +27,14 @@ if TYPE_CHECKING:
         Problem,
         PromptError,
         ProviderError,
+        ToolError,
         ValidationFailed,
     )
     from ..pipeline.spec import Step
     from .contracts import (
         MODULE_ENTRY_POINT_GROUP,
         PROVIDER_ENTRY_POINT_GROUP,
+        TOOL_ENTRY_POINT_GROUP,
         ChecksSteps,
         FingerprintsSteps,
         Module,
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
         ProviderType,
         RunFacts,
         StepContext,
+        ToolSource,
     )
     from .events import (
         EVENT_TYPES,
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
         StepRetrying,
         StepStarted,
         StepToken,
+        ToolCalled,
         Totals,
     )
     from .values import (
@@ -70,6 +74,8 @@ if TYPE_CHECKING:
         RunStatus,
         StepStatus,
         TokenCallback,
+        ToolCall,
+        ToolSpec,
         Usage,
     )
 
@@ -107,6 +113,8 @@ _EXPORTS = {
     "ProviderSettings": "orchestrai.api.contracts",
     "ProviderType": "orchestrai.api.contracts",
     "Role": "orchestrai.api.values",
+    "ToolCall": "orchestrai.api.values",
+    "ToolSpec": "orchestrai.api.values",
     "RunFacts": "orchestrai.api.contracts",
     "RunFinished": "orchestrai.api.events",
     "RunStarted": "orchestrai.api.events",
@@ -115,6 +123,9 @@ _EXPORTS = {
     "SelectiveHook": "orchestrai.api.events",
     "Step": "orchestrai.pipeline.spec",
     "StepContext": "orchestrai.api.contracts",
+    "ToolSource": "orchestrai.api.contracts",
+    "TOOL_ENTRY_POINT_GROUP": "orchestrai.api.contracts",
+    "ToolError": "orchestrai.errors",
     "StepEnded": "orchestrai.api.events",
     "StepRecord": "orchestrai.api.events",
     "StepRetrying": "orchestrai.api.events",
@@ -123,6 +134,7 @@ _EXPORTS = {
     "StepToken": "orchestrai.api.events",
     "TokenCallback": "orchestrai.api.values",
     "Totals": "orchestrai.api.events",
+    "ToolCalled": "orchestrai.api.events",
     "Usage": "orchestrai.api.values",
     "ValidationFailed": "orchestrai.errors",
 }
@@ -133,11 +145,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "EVENT_TYPES", "MODULE_ENTRY_POINT_GROUP", "PROVIDER_ENTRY_POINT_GROUP", "SUCCESS_STATUSES", "CallFinished",
-    "ChecksSteps", "Completion", "ConfigError", "ErrorKind", "Event", "FanoutStarted", "FingerprintsSteps", "Hook",
-    "InputError", "Location", "LoopIteration", "Message", "MissingExtraError", "Module", "ModuleError", "ModuleKind",
-    "Notice", "OrchestraiError", "PipelineError", "PreflightsSteps", "Problem", "PromptError", "Provider",
-    "ProviderError", "ProviderSettings", "ProviderType", "Role", "RunFacts", "RunFinished", "RunStarted", "RunStatus",
-    "SelectiveHook", "Step", "StepContext", "StepEnded", "StepRecord", "StepRetrying", "StepStarted", "StepStatus",
-    "StepToken", "TokenCallback", "Totals", "Usage", "ValidationFailed",
+    "EVENT_TYPES", "MODULE_ENTRY_POINT_GROUP", "PROVIDER_ENTRY_POINT_GROUP", "SUCCESS_STATUSES",
+    "TOOL_ENTRY_POINT_GROUP", "CallFinished", "ChecksSteps", "Completion", "ConfigError", "ErrorKind", "Event",
+    "FanoutStarted", "FingerprintsSteps", "Hook", "InputError", "Location", "LoopIteration", "Message",
+    "MissingExtraError", "Module", "ModuleError", "ModuleKind", "Notice", "OrchestraiError", "PipelineError",
+    "PreflightsSteps", "Problem", "PromptError", "Provider", "ProviderError", "ProviderSettings", "ProviderType",
+    "Role", "RunFacts", "RunFinished", "RunStarted", "RunStatus", "SelectiveHook", "Step", "StepContext", "StepEnded",
+    "StepRecord", "StepRetrying", "StepStarted", "StepStatus", "StepToken", "TokenCallback", "ToolCall", "ToolCalled",
+    "ToolError", "ToolSource", "ToolSpec", "Totals", "Usage", "ValidationFailed",
 ]

@@ -10,7 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import Problem
 from ..pipeline.spec import Step
-from .values import Completion, Message, TokenCallback
+from .values import Completion, Message, TokenCallback, ToolSpec
 
 PROVIDER_ENTRY_POINT_GROUP = "orchestrai.providers"
 MODULE_ENTRY_POINT_GROUP = "orchestrai.modules"
@@ -26,6 +26,12 @@ class Provider(Protocol):
     instance) and returns the JSON as `Completion.text`; one that does not know the key ignores it (it
     must not forward it to its API as is). Either way the engine parses and validates the text and
     sends a wrong answer back to be corrected, so a provider never has to validate.
+
+    Tools: for a step with `tools`, `settings["tools"]` holds a list of `ToolSpec`. A provider that can
+    call tools offers them by `wire_name` and returns the calls the model asks for in
+    `Completion.tool_calls`; the engine runs them (only those the step allows) and calls again with
+    the assistant message (its `tool_calls`) and one `tool` message per result. A provider that
+    cannot call tools raises a ProviderError (kind "bad_request") saying so.
     """
 
     name: str
@@ -159,3 +165,21 @@ class FingerprintsSteps(Protocol):
     """A module whose output depends on more than its step and inputs: resume compares this too."""
 
     def fingerprint_extra(self, step: Step, run_inputs: Mapping[str, Any]) -> Any: ...
+
+
+TOOL_ENTRY_POINT_GROUP = "orchestrai.tools"
+
+
+@runtime_checkable
+class ToolSource(Protocol):
+    """Where a run's tools come from: a project's `tools/` folder, an `orchestrai.tools` entry point, an
+    MCP server. Started (an MCP server's process) on the first `list_tools` or `call`; `aclose` ends it.
+    `call` returns any JSON-able value, or raises ToolError with a message for the model."""
+
+    name: str  # what the tools are listed under: "python", or the MCP server's name
+
+    async def list_tools(self) -> list[ToolSpec]: ...
+
+    async def call(self, tool: ToolSpec, arguments: dict[str, Any]) -> Any: ...
+
+    async def aclose(self) -> None: ...

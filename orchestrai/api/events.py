@@ -115,6 +115,20 @@ class LoopIteration:
 
 
 @dataclass(frozen=True)
+class ToolCalled:
+    """A tool call of a step's model ended: its result, or the error the model was sent (refused: the
+    step does not offer that tool, so nothing ran)."""
+
+    step_id: str
+    name: str
+    arguments: Any
+    result: Any = None
+    error: str | None = None
+    duration_s: float = 0.0
+    refused: bool = False
+
+
+@dataclass(frozen=True)
 class StepToken:
     """A piece of streamed text (only with --stream)."""
 
@@ -180,11 +194,11 @@ class RunFinished:
 
 
 Event = (RunStarted | StepStarted | StepToken | CallFinished | StepRetrying | Notice | StepEnded | RunFinished
-         | FanoutStarted | LoopIteration)
+         | FanoutStarted | LoopIteration | ToolCalled)
 
 
 EVENT_TYPES: tuple[type, ...] = (RunStarted, StepStarted, StepToken, CallFinished, StepRetrying, Notice, StepEnded,
-                                 RunFinished, FanoutStarted, LoopIteration)
+                                 RunFinished, FanoutStarted, LoopIteration, ToolCalled)
 
 
 @runtime_checkable

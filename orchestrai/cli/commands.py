@@ -78,17 +78,62 @@ def run(
     raise typer.Exit(code)
 
 
+@app.command("eval")
+@user_errors
+def eval_(
+    eval_file: Path = typer.Argument(..., metavar="EVAL.yml", help="The eval file: pipeline, tests, variants."),
+    config: Path | None = ConfigOption,
+    html: Path | None = typer.Option(None, "--output", "-o", help="Write a self-contained HTML report here."),
+    junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here (a testcase per test x variant)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout instead of the table."),
+    variants: list[str] = typer.Option([], "--variant", metavar="NAME", help="Run only this variant (repeatable)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", min=1, help="Test runs at once."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer calls from the call cache."),
+    budget: float | None = typer.Option(None, "--budget", min=0.000001, help="Stop spending above this many USD."),
+    log_dir: Path | None = LogDirOption,
+) -> None:
+    """Run an eval: every test under every variant, with assertions; exit 1 when a variant misses its threshold."""
+    from .evalcmd import EvalRequest, eval_command
+
+    raise typer.Exit(eval_command(EvalRequest(eval_file, config, html, junit, as_json, variants, concurrency,
+                                              no_cache, budget, log_dir)))
+
+
 @app.command()
 @user_errors
 def validate(
-    pipelines: list[Path] = typer.Argument(..., help="Pipeline files to check."),
+    pipelines: list[Path] = typer.Argument(..., help="Pipeline files (or eval files) to check."),
     config: Path | None = ConfigOption,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list each step's module, provider and model."),
 ) -> None:
-    """Check pipelines (and the config) without running anything; report every problem."""
+    """Check pipelines and eval files (and the config) without running anything; report every problem."""
     from .validatecmd import validate_pipelines
 
     raise typer.Exit(validate_pipelines(pipelines, config, typer.echo, verbose=verbose))
+
+
+@app.command()
+@user_errors
+def plan(
+    task: str = typer.Argument(..., help="What the pipeline should do."),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                       help="Where to write it (default: pipelines/<the task's first words>.yml)."),
+    run: bool = typer.Option(False, "--run", help="Run the plan once written (asks first on a terminal)."),
+    create_modules: bool = typer.Option(False, "--create-modules",
+                                        help="Let the planner write new prompt modules into system_prompts/."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="With --run: run without asking."),
+    force: bool = typer.Option(False, "--force", help="Replace the output file if it exists."),
+    config: Path | None = ConfigOption,
+    inputs: list[str] = typer.Option([], "--input", "-i", help="A run input for --run: NAME=VALUE."),
+    input_files: list[str] = typer.Option([], "--input-file", help="A run input for --run read from a file."),
+    log_dir: Path | None = LogDirOption,
+) -> None:
+    """Ask the planner model for a pipeline doing TASK, validate it, show it for review and write it."""
+    from .plancmd import PlanRequest, plan_command
+
+    raise typer.Exit(plan_command(PlanRequest(task=task, output=output, config=config, run=run,
+                                              create_modules=create_modules, yes=yes, force=force, inputs=inputs,
+                                              input_files=input_files, log_dir=log_dir)))
 
 
 @app.command()
@@ -101,12 +146,25 @@ def schema() -> None:
 
 @app.command()
 @user_errors
-def modules(config: Path | None = ConfigOption) -> None:
-    """List every module a pipeline can use, its kind and where it comes from."""
+def modules(config: Path | None = ConfigOption,
+            as_json: bool = typer.Option(False, "--json", help="Print the catalog as JSON: modules (kind, "
+                                         "description, inputs, output_schema), sub-pipelines and tools.")) -> None:
+    """List every module a pipeline can use: its kind, where it comes from and what it does."""
     from ..project import Project
+
+    project = Project.open(config)
+    if as_json:
+        import json
+
+        from ..catalog import catalog
+
+        sys.stdout.write(json.dumps(catalog(project).as_json(), indent=2, ensure_ascii=False) + "\n")
+        return
+    from ..modules.describe import describe_all
     from .render import modules_table, stdout_console
 
-    stdout_console().print(modules_table(Project.open(config).registry.all()))
+    descriptions = {m.name: m.description or m.problem for m in describe_all(project.registry)}
+    stdout_console().print(modules_table(project.registry.all(), descriptions))
 
 
 @logs_app.callback()
@@ -125,8 +183,12 @@ def logs(ctx: typer.Context, config: Path | None = ConfigOption, log_dir: Path |
 @user_errors
 def logs_show(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id (or its start) or a log file path."),
               config: Path | None = ConfigOption, log_dir: Path | None = LogDirOption,
-              as_json: bool = typer.Option(False, "--json", help="Print the whole log as JSON.")) -> None:
-    """Show one run: its steps, their status, tokens, cost and outputs."""
+              as_json: bool = typer.Option(False, "--json", help="Print the whole log as JSON."),
+              show_all: bool = typer.Option(False, "--all",
+                                            help="Show every item of a fan-out (one of over 20 items is summarized, "
+                                                 "with its failed items).")) -> None:
+    """Show one run: its steps, their status, tokens, cost and outputs; items, iterations and
+    sub-pipeline steps indented under their step."""
     from ..observe.runs import dump, find_run
     from .render import print_run, stdout_console
 
@@ -134,7 +196,7 @@ def logs_show(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id (or
     if as_json:
         sys.stdout.write(dump(log) + "\n")
     else:
-        print_run(stdout_console(), path, log)
+        print_run(stdout_console(), path, log, show_all=show_all)
 
 
 cache_app = typer.Typer(help="The call cache: identical provider calls answered without a request.",

@@ -180,15 +180,27 @@ def _print_outputs(result: RunResult) -> None:
         sys.stdout.write(output.rstrip("\n") + "\n")
 
 
+DRY_RUN_SHOWN_PER_PARENT = 3  # a 10,000-item fan-out shows its first items, not 10,000 prompts
+
+
 def _print_dry_run(result: RunResult) -> None:
     out = Console(soft_wrap=True)
+    shown: dict[str, int] = {}
     for record in result.records:
         if not record.messages:
             continue
+        if record.parent is not None:
+            shown[record.parent] = shown.get(record.parent, 0) + 1
+            if shown[record.parent] > DRY_RUN_SHOWN_PER_PARENT:
+                continue
         out.rule(f"{record.id}: would send to {record.model}", align="left")
         for message in record.messages:
             out.print(f"[bold]{escape('[' + message['role'] + ']')}[/]", highlight=False)
             out.print(escape(message["content"]), highlight=False)
+    for parent, count in shown.items():
+        if count > DRY_RUN_SHOWN_PER_PARENT:
+            out.print(f"... and {count - DRY_RUN_SHOWN_PER_PARENT} more under {parent} (every one is in the memory "
+                      "log)", highlight=False)
 
 
 def json_summary(result: RunResult, log_path: Path | None) -> dict[str, Any]:

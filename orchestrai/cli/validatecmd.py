@@ -30,6 +30,18 @@ def validate_pipelines(pipelines: list[Path], config: Path | None, echo: Callabl
         sys.stderr.write(f"! {text}\n")
     failed = False
     for path in pipelines:
+        if _is_eval_file(path):
+            from ..evals.plan import check_eval
+
+            summary, problems = check_eval(path, project)
+            if summary is not None:
+                echo(f"{path}: valid — {summary}")
+                continue
+            from .render import print_problems
+
+            failed = True
+            print_problems(problems)
+            continue
         graph, problems = project.check(path)
         if problems:
             from .render import print_problems  # rich only when there is something to show: it costs ~60 ms to import
@@ -43,6 +55,17 @@ def validate_pipelines(pipelines: list[Path], config: Path | None, echo: Callabl
                 for line in step_lines(graph, project):
                     echo(line)
     return 2 if failed else 0
+
+
+def _is_eval_file(path: Path) -> bool:
+    """An eval file names its pipeline (`pipeline: file.yml`, tests:, variants:); a pipeline lists steps."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False  # the pipeline check reports what is wrong with reading it
+    from ..evals.spec import looks_like_eval
+
+    return looks_like_eval(text)
 
 
 def step_lines(graph: PipelineGraph, project: Project) -> list[str]:
@@ -60,6 +83,9 @@ def _lines(steps: tuple[Step, ...], project: Project, indent: str) -> list[str]:
             extra += f", foreach {control.foreach} as {control.item_name}"
         if control is not None and control.when is not None:
             extra += f", when {control.when.source}"
+        if step.tools is not None:
+            names = ", ".join(use.name for use in step.tools.uses) or "none"
+            extra += f", tools: {names}" + (f" (role {step.tools.role})" if step.tools.role else "")
         if control is not None and control.loop is not None:
             lines.append(f"{indent}{step.id}: loop, at most {control.loop.max_iterations} iterations{extra}  {where}")
             lines += _lines(control.loop.pipeline.steps, project, indent + "  ")

@@ -16,21 +16,38 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ..api import Completion, Message, Usage
+from ..api import Completion, Message, ToolCall, Usage
 
 FILE_NAME = "calls.sqlite"
 LOCK_WAIT_S = 1.0  # how long to wait for another process's write before bypassing the cache
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY, text TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
-    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, raw_id TEXT, created_at REAL NOT NULL)"""
+    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, raw_id TEXT, created_at REAL NOT NULL,
+    tool_calls TEXT)"""
 
 
 def cache_key(provider_type: str, base_url: str | None, settings: dict[str, Any], messages: list[Message]) -> str:
     """A content address for one call; any change to what is sent changes it."""
     host = urlparse(base_url).netloc if base_url else ""
     material = {"provider": provider_type, "host": host, "settings": settings,
-                "messages": [{"role": m.role, "content": m.content} for m in messages]}  # as asdict(m), 10x cheaper
+                "messages": [_message_key(m) for m in messages]}
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _message_key(m: Message) -> dict[str, Any]:
+    # As asdict(m), 10x cheaper; tool fields only when set, so keys of plain calls stay as they were.
+    entry: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        entry["tool_calls"] = [[c.id, c.name, c.arguments] for c in m.tool_calls]
+    if m.tool_call_id is not None:
+        entry["tool_call_id"] = m.tool_call_id
+    return entry
+
+
+def tool_cache_key(name: str, arguments: dict[str, Any]) -> str:
+    """The key of a `cacheable` tool's result for these arguments."""
+    material = {"tool": name, "arguments": arguments}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -43,17 +60,25 @@ class CallCache:
         self._db: sqlite3.Connection | None = None
 
     def get(self, key: str) -> Completion | None:
-        row = self._run("SELECT text, model, provider, input_tokens, output_tokens, raw_id FROM calls WHERE key = ?",
-                        (key,), fetch=True)
+        row = self._run("SELECT text, model, provider, input_tokens, output_tokens, raw_id, tool_calls FROM calls "
+                        "WHERE key = ?", (key,), fetch=True)
         if not row:
             return None
-        text, model, provider, input_tokens, output_tokens, raw_id = row
-        return Completion(text, Usage(input_tokens, output_tokens), model, provider, 0.0, raw_id, cost_usd=0.0)
+        text, model, provider, input_tokens, output_tokens, raw_id, calls = row
+        tool_calls = tuple(ToolCall(*call) for call in json.loads(calls)) if calls else ()
+        return Completion(text, Usage(input_tokens, output_tokens), model, provider, 0.0, raw_id, cost_usd=0.0,
+                          tool_calls=tool_calls)
 
     def put(self, key: str, completion: Completion) -> None:
-        self._run("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        calls = json.dumps([[c.id, c.name, c.arguments] for c in completion.tool_calls]) if completion.tool_calls \
+            else None
+        self._run("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                   (key, completion.text, completion.model, completion.provider, completion.usage.input_tokens,
-                   completion.usage.output_tokens, completion.raw_id, time.time()), commit=True)
+                   completion.usage.output_tokens, completion.raw_id, time.time(), calls), commit=True)
+
+    def put_text(self, key: str, text: str) -> None:
+        """A tool's result (no model, no tokens)."""
+        self.put(key, Completion(text, Usage(), "tool", "tool", 0.0))
 
     def stats(self) -> dict[str, Any]:
         row = self._run("SELECT COUNT(*), MIN(created_at), MAX(created_at) FROM calls", (), fetch=True) \
@@ -99,4 +124,7 @@ class CallCache:
             # entries: a cache can afford that (those calls are simply made again).
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+            if "tool_calls" not in columns:  # a cache file from before tools
+                self._db.execute("ALTER TABLE calls ADD COLUMN tool_calls TEXT")
         return self._db

@@ -14,7 +14,7 @@ from ..api import SUCCESS_STATUSES, RunStatus, StepRecord
 from ..errors import ModuleError
 from ..pipeline.expressions import ExpressionFailed
 from ..pipeline.graph import PipelineGraph
-from ..pipeline.spec import Step
+from ..pipeline.spec import Pipeline, Step, ToolUse
 from .budget import BudgetExceeded
 from .context import RunContext
 
@@ -125,3 +125,22 @@ async def _run_child(parent: Scheduler, step: Step, record: StepRecord, graph: P
         reason = (failed.error or "").splitlines()[0] if failed.error else "failed"
         raise ModuleError(f"{step.location}: step {step.id!r}: {what}: step {failed.id!r} failed: {reason}")
     return {graph.steps[sid].output_name: r.output for sid, r in child.records.items() if r.status in SUCCESS_STATUSES}
+
+
+async def run_spawned(parent: Scheduler, step: Step, record: StepRecord, use: ToolUse, arguments: dict[str, Any],
+                      number: int) -> Any:
+    """A module or sub-pipeline a model called as a tool: its records under `<step>/<tool>@<n>/`, its
+    result the module's output, or the sub-pipeline's final output (a dict when it has several)."""
+    prefix = f"{record.id}/{use.name}@{number}/"  # "@": "#" would read as a loop iteration
+    what = f"tool {use.name!r}"
+    if use.pipeline is not None:
+        graph = parent.run.graph_of(use.pipeline)
+        produced = await _run_child(parent, step, record, graph, prefix, {}, dict(arguments), what)
+        finals = [graph.steps[step_id].output_name for step_id in graph.sinks()]
+        results = {name: produced[name] for name in finals if name in produced}
+        return results[finals[0]] if len(finals) == 1 and finals[0] in results else results
+    inner = Step(id=use.name, module=use.target, output_name=use.name, inputs=tuple(arguments), supplement=None,
+                 model_settings=step.model_settings, options={}, location=step.location, cache=step.cache)
+    graph = PipelineGraph(Pipeline(use.name, step.location.path, None, (inner,)), {inner.id: []})
+    produced = await _run_child(parent, step, record, graph, prefix, dict(arguments), None, what)
+    return produced[use.name]

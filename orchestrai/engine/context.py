@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,16 +23,19 @@ from ..api import (
     Notice,
     Provider,
     RunFacts,
+    StepEnded,
     StepRecord,
     StepRetrying,
+    StepStarted,
     StepToken,
     TokenCallback,
+    ToolCalled,
 )
 from ..config import Config
 from ..errors import ModuleError, ProviderError
 from ..modules.base import ModuleRegistry
 from ..pipeline.graph import PipelineGraph
-from ..pipeline.spec import LoopBody, Step, SubPipeline
+from ..pipeline.spec import LoopBody, Step, SubPipeline, ToolUse
 from ..policies import RetryConfig
 from ..providers.pool import ProviderPool
 from .budget import UNSET_MAX_TOKENS_ESTIMATE, Budget, BudgetExceeded, estimate_tokens, price_table
@@ -43,6 +46,10 @@ from .ratelimit import RateLimits, SlidingWindowLimiter
 from .redact import Redactor, provider_keys
 from .structured import mismatch_message, structured_call
 
+if TYPE_CHECKING:
+    from .agent import Toolbox
+
+Spawn = Callable[[ToolUse, dict[str, Any], int], Coroutine[Any, Any, Any]]  # run a module/pipeline tool
 
 @dataclass
 class RunContext:
@@ -57,21 +64,54 @@ class RunContext:
     options: RunOptions = field(default_factory=RunOptions)
     budget: Budget = field(default_factory=lambda: Budget(None))
     cache: CallCache | None = None
+    shared_limits: RateLimits | None = None  # a batch's or eval's limiters, shared by its runs
 
     def __post_init__(self) -> None:
         self.prices = price_table(self.config)
         # The run's one Redactor (hooks get it with RunStarted): the config's keys, those only in the
         # environment, and those of ready-made providers a library caller passed in.
         self.redact = Redactor([*self.config.secrets(), *provider_keys(self.options.providers.values())])
-        self.rate_limits = RateLimits(self.config.rate_limits)
+        self.rate_limits = self.shared_limits or RateLimits(self.config.rate_limits)
         self.by_model: dict[str, dict[str, Any]] = {}
         self._noticed: set[str] = set()
         self._provider_kinds: dict[str, tuple[str, bool]] = {}
         self.report_calls = self.bus.wants(CallFinished)  # nobody listening: the event is not even built
+        self.announces = (self.bus.wants(StepStarted), self.bus.wants(StepEnded))  # for every scheduler of the run
         self._report_fanouts = self.bus.wants(FanoutStarted)
         self._report_iterations = self.bus.wants(LoopIteration)
         self.facts = run_facts(self.run_id, self.config, self.options, self.registry)
         self._graphs: dict[int, PipelineGraph] = {}
+        self._report_tools = self.bus.wants(ToolCalled)
+        self._toolboxes: dict[int, asyncio.Task[Toolbox]] = {}
+        self.mcp: Any = None  # the run's McpServers (orchestrai.tools.mcp), made when a step first uses one
+        self._role_budgets: dict[str, Budget] = {}
+
+    async def toolbox(self, step: Step) -> Toolbox:
+        """The step's tools as the model is offered them, built once per step (MCP servers listed once)."""
+        assert step.tools is not None
+        key = id(step.tools)
+        if key not in self._toolboxes:  # a task, so a fan-out's items share one build
+            from .toolbox import build_toolbox
+
+            self._toolboxes[key] = asyncio.ensure_future(build_toolbox(self, step.tools))
+        return await asyncio.shield(self._toolboxes[key])
+
+    def announce_tool(self, event: ToolCalled) -> None:
+        if self._report_tools:
+            self.bus.emit(event)
+
+    def role_budget(self, step: Step) -> Budget | None:
+        """The budget all steps of the step's role share in this run, when the role sets one."""
+        tools = step.tools
+        if tools is None or tools.role is None or tools.role_budget_usd is None:
+            return None
+        if tools.role not in self._role_budgets:
+            self._role_budgets[tools.role] = Budget(tools.role_budget_usd)
+        return self._role_budgets[tools.role]
+
+    async def close_tools(self) -> None:
+        if self.mcp is not None:
+            await self.mcp.aclose()
 
     def graph_of(self, part: LoopBody | SubPipeline) -> PipelineGraph:
         """The graph of a loop body or sub-pipeline, built once per run (the part lives as long as the pipeline)."""
@@ -132,6 +172,7 @@ class StepContext:
     run: RunContext
     record: StepRecord
     scope: Mapping[str, Any] | None = None  # a sub-pipeline's run inputs (None: the run's)
+    spawn: Spawn | None = None  # runs a module or sub-pipeline offered as a tool (set for steps with tools)
     _structured: Any = field(default=None, repr=False)  # the value complete_structured last returned
 
     @property
@@ -185,10 +226,21 @@ class StepContext:
     def _call(self, messages: list[Message], overrides: dict[str, Any]) -> Coroutine[Any, Any, Completion]:
         """The call's coroutine, not awaited here: a plain call awaits `_complete_with` itself, with no
         coroutine layer added in between (the engine is measured per step)."""
+        tools = self.step.tools
+        if tools is not None and tools.uses and "tools" not in overrides:  # the tool loop (its rounds come back here)
+            return self._with_tools(messages, overrides)
         primary = {**self.step.model_settings, **overrides} if overrides else self.step.model_settings
         if not self.step.fallbacks:
             return self._complete_with(primary, messages)
         return self._with_fallbacks(primary, messages)
+
+    async def _with_tools(self, messages: list[Message], overrides: dict[str, Any]) -> Completion:
+        from .agent import run_tool_loop
+
+        tools = self.step.tools
+        assert tools is not None
+        toolbox = await self.run.toolbox(self.step)
+        return await run_tool_loop(self, toolbox, messages, overrides, self._call, tools.max_rounds, tools.timeout_s)
 
     async def _with_fallbacks(self, primary: dict[str, Any], messages: list[Message]) -> Completion:
         candidates = [primary, *({**primary, **fallback} for fallback in self.step.fallbacks)]
@@ -233,7 +285,7 @@ class StepContext:
             self._report_cache_problem()
         self._account(completion, cost)
         return Completion(completion.text, completion.usage, completion.model, completion.provider,
-                          completion.latency_s, completion.raw_id, cost)
+                          completion.latency_s, completion.raw_id, cost, completion.tool_calls)
 
     def _cache_key(self, kind: str, provider: Provider, settings: dict[str, Any],
                    messages: list[Message]) -> str | None:
@@ -265,11 +317,20 @@ class StepContext:
         model = str(settings["model"])
         max_tokens = int(settings.get("max_tokens") or UNSET_MAX_TOKENS_ESTIMATE)
         tokens = estimate_tokens(sum([len(m.content) for m in messages])) + max_tokens
-        reservation = None
+        reservation = role_reservation = None
+        role_budget: Budget | None = None
         if not free:  # a free model (echo, local) needs no budget bookkeeping at all
             worst = run.prices.cost(model, tokens - max_tokens, max_tokens)
             self._check_step_budget(worst, model)
             reservation = run.budget.reserve(worst, step_id=step.id, model=model)
+            role_budget = run.role_budget(step)
+            if role_budget is not None:
+                try:
+                    role_reservation = role_budget.reserve(worst, step_id=step.id, model=model)
+                except BudgetExceeded as exc:
+                    run.budget.settle(reservation, None)
+                    raise BudgetExceeded(f"{exc.message} (the budget_usd of its role)",
+                                         hint="raise the role's budget_usd") from None
         limiters = run.rate_limits.limiters_for(provider.name, model)
         permits = await self._acquire(limiters, tokens) if limiters else ()
         completion = None
@@ -289,6 +350,8 @@ class StepContext:
                 cost = None if completion is None else run.prices.cost(
                     completion.model, completion.usage.input_tokens, completion.usage.output_tokens)
                 run.budget.settle(reservation, cost)
+                if role_budget is not None and role_reservation is not None:
+                    role_budget.settle(role_reservation, cost)
 
     async def _acquire(self, limiters: list[SlidingWindowLimiter],
                        tokens: int) -> list[tuple[SlidingWindowLimiter, Any]]:

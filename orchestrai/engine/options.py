@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .resume import ResumeSource
+    from .shared import Shared
 
 
 @dataclass
@@ -29,3 +30,6 @@ class RunOptions:
     allow_execution: bool = False  # --yes, or config allow_execution
     no_exec: bool = False  # --no-exec: never execute generated code
     confirm: Callable[[str], bool] | None = None  # asks the user on a TTY; None when nobody can answer
+    # Providers, rate limiters, budget and call cache shared with other runs (a batch's rows, an eval's
+    # tests); None: the run makes its own and closes them when it ends.
+    shared: Shared | None = None

@@ -61,16 +61,23 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
         raise InputError(f"run id {options.run_id!r} cannot be part of a file name",
                          hint="use only letters, digits, '_', '-' and '.' (no '/', no leading dot)")
     options.run_id = options.run_id or new_run_id()
-    providers = ProviderPool(config, force="echo" if options.dry_run else None, preset=options.providers)
+    shared = options.shared
+    providers = shared.providers if shared is not None else ProviderPool(
+        config, force="echo" if options.dry_run else None, preset=options.providers)
     if options.resume is not None:  # a run input not given again is the one the earlier run used
         options.run_inputs = {**resumed_inputs(graph, registry, options.resume), **options.run_inputs}
     _preflight(graph, config, registry, providers, options)
     notices = _NoticeCollector()
     bus = EventBus([notices, *(hooks or [])])
     budget_usd = options.budget_usd or graph.pipeline.budget_usd or config.file.budget_usd
-    cache = CallCache(config.cache_dir) if config.file.cache and options.use_cache and not options.dry_run else None
-    run = RunContext(options.run_id, config, graph, registry, providers, bus, options,
-                     budget=Budget(budget_usd), cache=cache)
+    if shared is not None:
+        cache, budget = shared.cache if options.use_cache else None, shared.budget
+    else:
+        cache = CallCache(config.cache_dir) if config.file.cache and options.use_cache and not options.dry_run \
+            else None
+        budget = Budget(budget_usd)
+    run = RunContext(options.run_id, config, graph, registry, providers, bus, options, budget=budget, cache=cache,
+                     shared_limits=shared.rate_limits if shared is not None else None)
     scheduler = Scheduler(run, max_concurrency=options.max_concurrency or config.file.max_concurrency,
                           resume=options.resume)
     started = time.time()
@@ -97,9 +104,11 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
         if status == "budget_exceeded":
             message = budget_message(run.budget, records)
         bus.emit(RunFinished(run.run_id, status, time.time(), totals, tuple(records), message))
-        if cache is not None:
-            cache.close()
-        await _close_quietly(providers)
+        if shared is None:  # shared resources are their owner's to close
+            if cache is not None:
+                cache.close()
+            await _close_quietly(providers)
+        await _close_tools(run)
     return RunResult(run.run_id, status, records, dict(scheduler.outputs), totals, graph.sinks(), message,
                      notices.texts)
 
@@ -241,6 +250,11 @@ async def _close_quietly(providers: ProviderPool) -> None:
     # Closing sockets must not mask the run's outcome (nor a cancellation arriving meanwhile).
     with contextlib.suppress(Exception, asyncio.CancelledError):
         await asyncio.shield(providers.aclose())
+
+
+async def _close_tools(run: RunContext) -> None:
+    with contextlib.suppress(Exception, asyncio.CancelledError):  # MCP servers: the same
+        await asyncio.shield(run.close_tools())
 
 
 def run_pipeline_sync(graph: PipelineGraph, config: Config, registry: ModuleRegistry,

@@ -22,7 +22,7 @@ from ..api import FingerprintsSteps, Module, RunStatus, StepEnded, StepRecord, S
 from ..errors import ModuleError, OrchestraiError
 from ..pipeline.expressions import ExpressionFailed, describe_type
 from ..pipeline.graph import PipelineGraph
-from ..pipeline.spec import Step
+from ..pipeline.spec import Step, ToolUse
 from .budget import BudgetExceeded
 from .context import RunContext, StepContext
 from .fanout import Fanout, join_outcome
@@ -75,8 +75,8 @@ class Scheduler:
         self._finished = asyncio.Event()
         self._extra_of: dict[str, Callable[[Step, Mapping[str, Any]], Any] | None] = {}
         # Events nobody receives are not built (a frozen dataclass per step adds up on 10,000 steps).
-        self._announce_starts = run.bus.wants(StepStarted)
-        self._announce_ends = run.bus.wants(StepEnded)
+        self._announce_starts, self._announce_ends = run.announces  # asked once per run, not per child
+
 
     async def execute(self) -> RunStatus:
         """Run to the end; returns the run status."""
@@ -210,7 +210,8 @@ class Scheduler:
         """(True, ctx, the earlier run's output) when resume reuses it, else (False, ctx, the module's coroutine)."""
         module = self.run.registry.instance(step.module)
         record.fingerprint_source = partial(self._fingerprint, step, module)
-        ctx = StepContext(step, self.run, record, self.scope)
+        ctx = StepContext(step, self.run, record, self.scope,
+                          partial(self._spawn, step, record) if step.tools is not None else None)
         resume = self.resume
         verdict = resume.check(record.id, record.fingerprint or "", inputs) if resume is not None else None
         if resume is not None and verdict is not None and verdict.reusable:
@@ -222,6 +223,13 @@ class Scheduler:
         if self._announce_starts:
             self.run.bus.emit(StepStarted(record.id, step.module, record.started_at or time.time()))
         return False, ctx, module.run(ctx, inputs)
+
+    async def _spawn(self, step: Step, record: StepRecord, use: ToolUse, arguments: dict[str, Any],
+                     number: int) -> Any:
+        """A module or sub-pipeline the step's model called as a tool, run nested under the step's record."""
+        from .composite import run_spawned
+
+        return await run_spawned(self, step, record, use, arguments, number)
 
     def _fingerprint(self, step: Step, module: Module) -> str:
         # isinstance against a runtime protocol costs microseconds: asked once per module, not per step.

@@ -19,13 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api import MODULE_ENTRY_POINT_GROUP, Module, ModuleKind, PipelineError, StepContext
 from ..names import MODULE_NAME_HINT, MODULE_NAME_RULE, is_module_name
 from ..plugins import Plugin, entry_points
 
+if TYPE_CHECKING:
+    from ..tools.python_tools import PythonTools
+
 ENTRY_POINT_GROUP = MODULE_ENTRY_POINT_GROUP
+# What a `modules/<name>.py` file may declare at its top level beside `async def run` (or `module = ...`).
+DECLARED_ATTRIBUTES = ("output_schema", "description", "inputs", "calls_model")
 PROMPT_SUFFIXES = (".md", ".txt")
 BUILTINS: dict[str, str] = {
     "start_module": "orchestrai.modules.start:StartModule",
@@ -65,6 +70,13 @@ class ModuleRegistry:
         self.project_dirs = _unique_dirs(project_dirs)
         self._use_plugins = plugins
         self._loaded: dict[str, Module] = {}
+
+    @cached_property
+    def tools(self) -> PythonTools:
+        """The project's Python tools (`tools/*.py`) and the `orchestrai.tools` plugins, found on first use."""
+        from ..tools.python_tools import PythonTools
+
+        return PythonTools(self.project_dirs, plugins=self._use_plugins)
 
     def resolve(self, name: str) -> ModuleInfo | None:
         """The module called `name`, or None (always None for a name that is not a safe file name)."""
@@ -219,8 +231,12 @@ def _file_loader(path: Path) -> Callable[[], Module]:
         if obj is None:
             raise PipelineError(f"{path}: defines neither `async def run(ctx, inputs)` nor `module = ...`",
                                 hint="see 'Writing a module' in the README")
-        if inspect.isfunction(obj) and getattr(code, "output_schema", None) is not None:
-            obj.output_schema = code.output_schema  # type: ignore[attr-defined]  # a file's schema, for its run
+        if inspect.isfunction(obj):  # what the file declares at its top level, for its run and the catalog
+            for attribute in DECLARED_ATTRIBUTES:
+                if getattr(code, attribute, None) is not None and getattr(obj, attribute, None) is None:
+                    setattr(obj, attribute, getattr(code, attribute))
+            if getattr(obj, "description", None) is None and not obj.__doc__ and code.__doc__:
+                obj.description = first_paragraph(code.__doc__)  # type: ignore[attr-defined]  # the file's docstring
         return obj
 
     return _as_module_loader(load)
@@ -242,6 +258,14 @@ def _as_module_loader(load_object: Callable[[], Any]) -> Callable[[], Module]:
     return load
 
 
+def first_paragraph(doc: str | None) -> str | None:
+    """A docstring's first paragraph on one line (what `orchestrai modules` shows), or None."""
+    if not doc or not doc.strip():
+        return None
+    paragraph = inspect.cleandoc(doc).split("\n\n", 1)[0]
+    return " ".join(paragraph.split())
+
+
 class FunctionModule:
     """Adapts a plain `async def run(ctx, inputs)` function to the Module protocol."""
 
@@ -249,6 +273,10 @@ class FunctionModule:
         self.fn = fn
         # The JSON Schema its output matches, when the function (or its file) declares one.
         self.output_schema: dict[str, Any] | None = getattr(fn, "output_schema", None)
+        # What the catalog says about it: attributes, else the function's (or its file's) docstring.
+        self.description: str | None = getattr(fn, "description", None) or first_paragraph(fn.__doc__)
+        self.inputs: Any = getattr(fn, "inputs", None)
+        self.calls_model: Any = getattr(fn, "calls_model", None)
 
     async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> Any:
         return await self.fn(ctx, inputs)

@@ -1,4 +1,8 @@
-"""The chameleon module: one LLM call whose system prompt is a template file."""
+"""The chameleon module: one LLM call whose system prompt is a template file.
+
+The file may start with YAML front matter (description, inputs, output_schema; see front_matter.py):
+it is never part of the prompt, and template line numbers stay those of the file.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..api import Message, Problem, PromptError, Step, StepContext
+from .front_matter import FrontMatter, split_front_matter
 
 if TYPE_CHECKING:
     import jinja2
@@ -22,6 +27,27 @@ class ChameleonModule:
     def __init__(self, name: str, path: Path) -> None:
         self.name = name
         self.path = path
+
+    @cached_property
+    def front_matter(self) -> FrontMatter:
+        """What the file's front matter says (empty when it has none or cannot be read)."""
+        try:
+            return self._split[0]
+        except (OSError, UnicodeDecodeError):
+            return FrontMatter()
+
+    @property
+    def description(self) -> str | None:
+        return self.front_matter.description
+
+    @property
+    def inputs(self) -> tuple[str, ...] | None:
+        return self.front_matter.inputs
+
+    @property
+    def output_schema(self) -> dict[str, Any] | None:
+        """The front matter's schema: used (and checked by validate) for steps that set none."""
+        return self.front_matter.output_schema
 
     async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> Any:
         """The model's answer: its text, or with the step's `output_schema` the parsed JSON value."""
@@ -50,6 +76,10 @@ class ChameleonModule:
                               hint="the template can use supplement, inputs and the names of the step's inputs") \
                 from None
 
+    def variables(self) -> frozenset[str]:
+        """The names the prompt reads (besides supplement, inputs and step): its inputs, e.g. as a tool's arguments."""
+        return self._template_variables - BUILTIN_VARIABLES
+
     def check(self, step: Step) -> list[Problem]:
         """Template problems found without running: syntax errors and variables the step does not provide."""
         import jinja2
@@ -61,13 +91,15 @@ class ChameleonModule:
                             f"used by step {step.id!r} at {step.location}")]
         except OSError as exc:
             return [Problem(str(self.path), None, f"cannot read prompt: {exc}")]
+        problems = list(self.front_matter.problems)
         given = set(step.all_inputs)
         if step.control is not None and step.control.foreach is not None:  # the current item, by its `as:` name
             given.add(step.control.item_name)
         unknown = sorted(variables - BUILTIN_VARIABLES - given)
-        return [Problem.at(step.location, f"step {step.id!r}: prompt {self.path.name} uses "
-                           f"{{{{ {name} }}}}, which is not one of the step's inputs",
-                           f"add {name!r} to the step's inputs, or remove it from the prompt") for name in unknown]
+        return problems + [Problem.at(step.location, f"step {step.id!r}: prompt {self.path.name} uses "
+                                      f"{{{{ {name} }}}}, which is not one of the step's inputs",
+                                      f"add {name!r} to the step's inputs, or remove it from the prompt")
+                           for name in unknown]
 
     def _render(self, variables: dict[str, Any]) -> str:
         """What `Template.render(variables)` returns, at a fraction of its cost.
@@ -105,8 +137,12 @@ class ChameleonModule:
         return frozenset(jinja2.meta.find_undeclared_variables(self._tree))
 
     @cached_property
+    def _split(self) -> tuple[FrontMatter, str]:
+        return split_front_matter(self.path.read_text(encoding="utf-8"), str(self.path))
+
+    @cached_property
     def _tree(self) -> jinja2.nodes.Template:
-        return self._environment.parse(self.path.read_text(encoding="utf-8"))
+        return self._environment.parse(self._split[1])
 
     @cached_property
     def _plain_parts(self) -> tuple[tuple[str | None, str | None], ...] | None:
@@ -138,7 +174,7 @@ class ChameleonModule:
 
         # Sandboxed: a prompt is text a user may have copied from anywhere; it must not reach Python.
         return jinja2.sandbox.SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(self.path.parent)),
+            loader=_prompt_loader(str(self.path.parent)),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,
@@ -152,6 +188,30 @@ class ChameleonModule:
             return self._environment.get_template(self.path.name)
         except jinja2.TemplateSyntaxError as exc:
             raise PromptError(f"{self.path}:{exc.lineno}: prompt template syntax error: {exc.message}") from None
+
+
+def _prompt_loader_class() -> type[jinja2.FileSystemLoader]:
+    import jinja2
+
+    class PromptLoader(jinja2.FileSystemLoader):
+        """Prompt files with their front matter turned into a comment of as many lines (included files too)."""
+
+        def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
+            source, filename, uptodate = super().get_source(environment, template)
+            return split_front_matter(source, filename)[1], filename, uptodate
+
+    return PromptLoader
+
+
+def _prompt_loader(folder: str) -> jinja2.FileSystemLoader:
+    """A loader of `folder`'s prompt files; its class is built on first use (jinja2 is imported late)."""
+    global _LOADER_CLASS
+    if _LOADER_CLASS is None:
+        _LOADER_CLASS = _prompt_loader_class()
+    return _LOADER_CLASS(folder)
+
+
+_LOADER_CLASS: type[jinja2.FileSystemLoader] | None = None
 
 
 def user_message(inputs: dict[str, Any], supplement: str | None) -> str:

@@ -10,6 +10,11 @@ from ..api import InputError, StepContext
 class StartModule:
     """Outputs the run input named like the step's output_name (e.g. `--input request="..."`)."""
 
+    description = ("The pipeline's input: outputs the run input named like the step's output_name "
+                   "(--input NAME=..., piped stdin, or asked on a terminal). Needs no inputs and calls no model.")
+    inputs: tuple[str, ...] = ()
+    calls_model = False
+
     async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> Any:
         name = ctx.step.output_name
         if name not in ctx.run_inputs:

@@ -45,7 +45,8 @@ def list_runs(log_dir: Path) -> list[RunSummary]:
 
 def summarize_run(path: Path, log: dict[str, Any]) -> RunSummary:
     totals = log.get("totals") or {}
-    steps = log.get("steps") or []
+    # Only the pipeline's own steps count: fan-out items, iterations and sub-pipeline steps are part of one.
+    steps = [s for s in log.get("steps") or [] if not s.get("parent")]
     status = log.get("status", "?") + (" (dry run)" if log.get("dry_run") else "")
     return RunSummary(path, log["run_id"], log.get("pipeline", "?"), status, log.get("started_at") or "",
                       len(steps), sum(1 for s in steps if s.get("status") in SUCCESS_STATUSES),

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from .fastexpr import Fallback, compile_fast
+
 if TYPE_CHECKING:
     import jinja2
 
@@ -111,7 +113,13 @@ class Expression:
 
     def evaluate(self, scope: Mapping[str, Any]) -> bool:
         """The expression's truth over `scope` (output name -> value); ExpressionFailed when it raises."""
+        fast = _fast(self.source)
         try:
+            if fast is not None:
+                try:
+                    return bool(fast(scope))
+                except Fallback:
+                    pass  # a value the fast path does not read as jinja2 would: jinja2 decides
             return bool(_compiled(self.source)(**scope))
         except Exception as exc:  # noqa: BLE001 - any failure of user text is the step's error
             raise ExpressionFailed(f"{self.source!r} raised {type(exc).__name__}: {exc}") from None
@@ -163,6 +171,19 @@ def _environment() -> jinja2.Environment:
     import jinja2.sandbox
 
     return jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
+
+
+@cache
+def _fast(source: str) -> Callable[[Mapping[str, Any]], Any] | None:
+    """The expression as a plain closure when it is in fastexpr's subset (jinja2 costs ~15 µs a call)."""
+    import jinja2
+
+    try:
+        parser = jinja2.parser.Parser(_environment(), source, state="variable")
+        node = parser.parse_expression()
+    except jinja2.TemplateSyntaxError:
+        return None
+    return compile_fast(node) if parser.stream.eos else None
 
 
 @cache

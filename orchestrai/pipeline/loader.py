@@ -18,9 +18,20 @@ from ..modules.base import ModuleInfo, ModuleRegistry
 from ..schema_errors import problems_from_validation_error
 from ..yamlsrc import YamlDoc, load_yaml
 from .decisions import Names, Parsed, loop_step, resolve
-from .graph import PipelineGraph, find_cycle, wire_steps
+from .graph import PipelineGraph, find_cycle, start_inputs, wire_steps
 from .output_schema import SchemaReader, declared_schema, locate_file
-from .spec import LOOP_MODULE, PIPELINE_MODULE, LoopEntry, Pipeline, PipelineHeader, Step, StepSpec, module_steps
+from .spec import (
+    LOOP_MODULE,
+    PIPELINE_MODULE,
+    LoopEntry,
+    Pipeline,
+    PipelineHeader,
+    Step,
+    StepSpec,
+    SubPipeline,
+    module_steps,
+)
+from .tooluse import ToolResolver
 
 
 @dataclass
@@ -43,6 +54,7 @@ class _Checker:
         self.infos: dict[str, ModuleInfo | None] = {}
         self.loaded: dict[str, _Loaded | None] = {}
         self.module_checks: dict[str, StepCheck] = {}
+        self.tool_resolver: ToolResolver | None = None
 
     def location(self, loc: tuple[Any, ...]) -> Location:
         return Location(self.doc.path, self.doc.line_of(loc))
@@ -179,28 +191,59 @@ def _read_step(check: _Checker, loc: tuple[Any, ...], index: int, spec: StepSpec
                 retry=spec.retry, timeout_s=spec.timeout_s, max_cost_usd=spec.max_cost_usd, cache=spec.cache,
                 fallbacks=_resolve_fallbacks(check, loc, step_id, spec),
                 output_schema=schema, output_retries=spec.output_retries)
+    if spec.tools or spec.role is not None:
+        step = replace(step, tools=_tool_resolver(check, header).resolve(loc, step_id, spec))
     parsed = Parsed(step, spec, loc)
     if spec.pipeline is not None:
         parsed.sub_path, parsed.sub = spec.pipeline, _load_sub_pipeline(check, loc, step_id, spec.pipeline)
     return parsed
 
 
-def _load_sub_pipeline(check: _Checker, loc: tuple[Any, ...], step_id: str, raw: str) -> PipelineGraph | None:
+def _tool_resolver(check: _Checker, header: PipelineHeader | None) -> ToolResolver:
+    """Made once per file, when the first step with tools or a role is read (loading tools imports code)."""
+    if check.tool_resolver is None:
+        python = check.registry.tools
+        known = python.by_name  # finding the tools fills python.problems
+        for problem in python.problems:
+            path, _, line = problem.source.rpartition(":")
+            check.problems.append(Problem(path if line.isdigit() else problem.source, int(line) if line.isdigit()
+                                          else None, f"tool {problem.name!r}: {problem.message}",
+                                          "fix the function's signature (JSON-able type hints), or make it private"))
+        roles = {**check.config.file.roles, **(header.roles if header else {})}
+        check.tool_resolver = ToolResolver(known, check.config.file.mcp_servers, roles,
+                                           lambda name: check.registry.resolve(name) is not None,
+                                           lambda loc, step_id, raw: _tool_pipeline(check, loc, step_id, raw),
+                                           check.add)
+    return check.tool_resolver
+
+
+def _tool_pipeline(check: _Checker, loc: tuple[Any, ...], step_id: str, raw: str) -> SubPipeline | None:
+    """A sub-pipeline offered as a tool: its start inputs are the tool's arguments, by name."""
+    graph = _load_sub_pipeline(check, loc, step_id, raw, key=None)
+    if graph is None:
+        return None
+    names = start_inputs(graph.pipeline)
+    return SubPipeline(raw, graph.pipeline, graph.successors, tuple((name, name) for name in names), None)
+
+
+def _load_sub_pipeline(check: _Checker, loc: tuple[Any, ...], step_id: str, raw: str,
+                       key: str | None = "pipeline") -> PipelineGraph | None:
     """The sub-pipeline's graph, validated recursively (its problems at its own lines); None when broken."""
-    path, problem = locate_file(check.doc, check.config.base_dir, (*loc, "pipeline"), f"step {step_id!r}: pipeline",
+    loc = (*loc, key) if key else loc
+    path, problem = locate_file(check.doc, check.config.base_dir, loc, f"step {step_id!r}: pipeline",
                                 raw, (".yml", ".yaml"), "name a pipeline file")
     if path is None:
         check.problems += [problem] if problem else []
         return None
     if path in check.within:
         chain = " -> ".join(str(p.name) for p in (*check.within[check.within.index(path):], path))
-        check.add((*loc, "pipeline"), f"step {step_id!r}: sub-pipelines form a cycle: {chain}",
+        check.add(loc, f"step {step_id!r}: sub-pipelines form a cycle: {chain}",
                   "a pipeline cannot run itself, directly or through others")
         return None
     graph, problems = check_pipeline(path, check.config, check.registry, _within=check.within)
     if problems:
         check.problems += problems
-        check.add((*loc, "pipeline"), f"step {step_id!r}: sub-pipeline {raw} has problems (listed with its lines)",
+        check.add(loc, f"step {step_id!r}: sub-pipeline {raw} has problems (listed with its lines)",
                   "fix them in that file")
     return graph
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import Location
 from ..modelconfig import ModelConfig
 from ..names import MODULE_NAME_PATTERN, NAME_PATTERN
-from ..policies import RetryOverride, new_dict, new_list
+from ..policies import RetryOverride, Role, new_dict, new_list
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -73,6 +73,24 @@ class StepSpec(BaseModel):
                                   description="Sub-pipeline inputs by name: {its_input: name_here}.")
     output: str | None = Field(None, description="The one sub-pipeline output this step returns (default: a dict "
                                                  "of its final outputs).")
+    tools: list[str | ToolRef] = Field(default_factory=new_list, description="Tools the model may call: Python "
+                                       "tools by name, MCP tools as server.tool, or {module:}/{pipeline:} mappings.")
+    role: str | None = Field(None, description="A role from `roles:` (pipeline or config): what the step may use.")
+    max_tool_rounds: int = Field(8, ge=1, description="The most model rounds of the tool loop; then the step fails.")
+    tool_timeout_s: float | None = Field(None, gt=0, description="Seconds one tool call may take.")
+
+
+class ToolRef(BaseModel):
+    """A tool written as a mapping: a tool with options, or a module or sub-pipeline offered as a tool."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    tool: str | None = Field(None, description="A Python or MCP tool (as in the plain list).")
+    module: str | None = Field(None, pattern=MODULE_NAME_PATTERN, description="A module offered as a tool.")
+    pipeline: str | None = Field(None, description="A sub-pipeline file offered as a tool (its inputs: arguments).")
+    name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$", description="The tool's name.")
+    description: str | None = None
+    cacheable: bool = Field(False, description="Same arguments, same result: the call cache may answer it.")
 
 
 class MinSuccess(BaseModel):
@@ -119,6 +137,8 @@ class PipelineHeader(BaseModel):
     description: str | None = None
     defaults: ModelConfig | None = Field(None, description="A model_config applied to every step (a step's own wins).")
     budget_usd: float | None = Field(None, gt=0, description="The most this run may spend (overrides config).")
+    roles: dict[str, Role] = Field(default_factory=new_dict, description="Roles steps take with `role:` (these win "
+                                   "over config roles of the same name).")
 
 
 class PipelineFile(PipelineHeader):
@@ -155,6 +175,8 @@ class Step:
     # when / foreach / loop / sub-pipeline: None for a plain step, so the scheduler's hot path tests
     # one attribute.
     control: Control | None = field(default=None, hash=False, compare=False)
+    # tools the model may call (deny by default: only these); None for a step without tools.
+    tools: Tools | None = field(default=None, hash=False, compare=False)
 
     @property
     def all_inputs(self) -> tuple[str, ...]:
@@ -229,6 +251,29 @@ class Control:
     def composite(self) -> bool:
         """Runs other steps (a loop body or a sub-pipeline) instead of one module call."""
         return self.loop is not None or self.pipeline is not None
+
+
+@dataclass(frozen=True, eq=False)
+class ToolUse:
+    """One tool a step offers, resolved by the loader."""
+
+    name: str  # as the pipeline names it: "add", "weather.forecast", or a module's / pipeline's tool name
+    kind: str  # "python", "mcp", "module" or "pipeline"
+    target: str  # the function name, "server.tool", the module name, or the pipeline path
+    description: str | None = None
+    cacheable: bool = False
+    pipeline: SubPipeline | None = None  # a sub-pipeline offered as a tool (its start inputs are the arguments)
+
+
+@dataclass(frozen=True, eq=False)
+class Tools:
+    """A step's tools and the limits of its tool loop."""
+
+    uses: tuple[ToolUse, ...]
+    max_rounds: int = 8
+    timeout_s: float | None = None
+    role: str | None = None
+    role_budget_usd: float | None = None
 
 
 LOOP_MODULE = "<loop>"  # the module a loop step's record shows

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..api import Message
+from ..api import Message, ToolSpec
+from ..errors import ProviderError
 
 # Keys of a model_config that are ours, not parameters to send to the provider. `output_schema` is
-# set by the engine for a structured call (the JSON Schema the answer must match): each built-in
-# provider turns it into its API's own form (response_format, a forced tool, a grammar).
-OUR_KEYS = frozenset({"provider", "model", "output_schema"})
+# set by the engine for a structured call (the JSON Schema the answer must match), `tools` for a step
+# with tools (a list of ToolSpec): each built-in provider turns them into its API's own form
+# (response_format, a forced tool, a grammar; its tool definitions).
+OUR_KEYS = frozenset({"provider", "model", "output_schema", "tools"})
 
 
 def provider_params(settings: dict[str, Any]) -> dict[str, Any]:
@@ -53,3 +56,32 @@ def split_system(messages: list[Message]) -> tuple[str | None, list[Message]]:
     system = [m.content for m in messages if m.role == "system"]
     rest = [m for m in messages if m.role != "system"]
     return ("\n\n".join(system) if system else None), rest
+
+
+def offered_tools(settings: Mapping[str, Any]) -> list[ToolSpec]:
+    """The tools a call offers (`settings["tools"]`), `[]` when none. A mapping with ToolSpec's fields is
+    taken too (settings that went through JSON, e.g. a cache entry)."""
+    tools = settings.get("tools") or []
+    specs = []
+    for tool in tools:
+        if isinstance(tool, ToolSpec):
+            specs.append(tool)
+        elif isinstance(tool, Mapping) and {"name", "wire_name", "parameters"} <= set(tool):
+            specs.append(ToolSpec(str(tool["name"]), str(tool["wire_name"]), str(tool.get("description") or ""),
+                                  dict(tool["parameters"])))
+        else:
+            raise ProviderError(f"settings['tools'] holds {type(tool).__name__}, not a ToolSpec", kind="bad_request",
+                                hint="tools are offered through the step's `tools:` list, not model_config")
+    return specs
+
+
+def parse_arguments(text: str) -> dict[str, Any] | str:
+    """A tool call's arguments: the JSON object it sent, else its raw text (the engine reports the problem
+    to the model). Empty text means no arguments: some servers send "" for a tool without parameters."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, dict) else text

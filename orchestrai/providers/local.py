@@ -4,7 +4,8 @@ A model is loaded once per run (at preflight, before anything is printed) and sh
 that uses it. A llama.cpp context is not thread-safe, so the calls to one model take turns (an
 asyncio.Lock, plus a threading.Lock that is only released when the worker thread really ends);
 each call runs in a worker thread so progress, other providers and Ctrl-C stay live. Tokens are
-pulled one at a time, so a cancelled call stops after the token being computed.
+pulled one at a time, so a cancelled call stops after the token being computed. Offered tools, the
+model chooses calls through llama-cpp-python's function-calling chat format (local_tools.py).
 """
 
 from __future__ import annotations
@@ -21,9 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..api import Completion, Message, Provider, ProviderSettings, ProviderType, TokenCallback, Usage
+from ..api import (
+    Completion,
+    Message,
+    Provider,
+    ProviderSettings,
+    ProviderType,
+    TokenCallback,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from ..errors import MissingExtraError, PipelineError, ProviderError
-from .base import OUR_KEYS
+from .base import OUR_KEYS, offered_tools
+from .local_tools import choose_calls, new_calls, numbered, plain_messages
 
 # Outside a checkout there is no tools/llama_cpp_lean.cmake: LLAVA_BUILD=OFF alone still saves a quarter.
 INSTALL_COMMAND = 'CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" python -m pip install "orchestrai[local]"'
@@ -137,6 +149,7 @@ class LocalProvider:
                        on_token: TokenCallback | None = None) -> Completion:
         model = str(settings.get("model") or "smollm2")
         _, call = split_settings(settings)
+        tools = offered_tools(settings)
         schema = settings.get("output_schema")
         if schema is not None:  # a structured call: sampling can only produce JSON matching the schema
             call["grammar"] = json_grammar(schema)
@@ -145,8 +158,13 @@ class LocalProvider:
         sink = None if on_token is None else _threadsafe(loop, on_token)
         async with loaded.lock:
             started = time.perf_counter()
-            text, usage = await _in_thread(lambda cancel: generate(loaded, messages, call, sink, cancel))
-        return Completion(text, usage, model, self.name, time.perf_counter() - started)
+            if tools:
+                text, calls, usage = await _in_thread(
+                    lambda cancel: tool_round(loaded, messages, tools, call, sink, cancel))
+            else:
+                text, usage = await _in_thread(lambda cancel: generate(loaded, messages, call, sink, cancel))
+                calls = ()
+        return Completion(text, usage, model, self.name, time.perf_counter() - started, tool_calls=calls)
 
     async def aclose(self) -> None:
         for loaded in self._models.values():
@@ -199,6 +217,23 @@ def load_model(path: Path, options: dict[str, Any]) -> LoadedModel:
 _GRAMMARS: dict[str, Any] = {}  # schema JSON -> LlamaGrammar (only its text: reusable by every call)
 
 
+# llama-cpp-python's schema converter (0.3.x) writes a string's characters as `char ::= [^"\\] | ...`,
+# which lets a raw newline or tab into a JSON string; JSON forbids them, so such an answer never
+# parses (SmolLM2 writes one in most long strings). llama.cpp's own converter and JSON_GBNF exclude
+# control characters; so does the rule put in its place here.
+_LOOSE_CHAR = r'char ::= [^"\\] |'
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+
+
+def json_gbnf(schema: Mapping[str, Any]) -> str:
+    """The GBNF text of a grammar for `schema` (keys sorted: one text per schema); raises when
+    llama-cpp-python cannot translate it."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    gbnf: str = json_schema_to_gbnf(json.dumps(schema, sort_keys=True))
+    return gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
 def json_grammar(schema: Mapping[str, Any]) -> Any:
     """A llama.cpp grammar for `schema`; plain JSON when llama-cpp-python cannot translate the schema
     (the engine still validates the answer and asks again)."""
@@ -207,7 +242,7 @@ def json_grammar(schema: Mapping[str, Any]) -> Any:
     text = json.dumps(schema, sort_keys=True)
     if text not in _GRAMMARS:
         try:
-            _GRAMMARS[text] = LlamaGrammar.from_json_schema(text, verbose=False)
+            _GRAMMARS[text] = LlamaGrammar.from_string(json_gbnf(schema), verbose=False)
         except Exception:  # noqa: BLE001 - its converter raises bare Exceptions for keywords it lacks
             _GRAMMARS[text] = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
     return _GRAMMARS[text]
@@ -246,6 +281,20 @@ def generate(loaded: LoadedModel, messages: list[Message], options: dict[str, An
         except (RuntimeError, ValueError) as exc:  # llama.cpp could not decode (e.g. out of memory)
             raise ProviderError(f"the local model failed: {exc}", kind="bad_request") from None
         return out.finish(), Usage(len(prompt), produced)
+
+
+def tool_round(loaded: LoadedModel, messages: list[Message], tools: list[ToolSpec], options: dict[str, Any],
+               sink: Callable[[str], None] | None, cancel: threading.Event) -> tuple[str, tuple[ToolCall, ...], Usage]:
+    """One model round with tools: the new calls the model asks for, or else its text answer (runs in a
+    worker thread). A repeated call counts as none: see local_tools' docstring."""
+    handler_options = {k: v for k, v in options.items() if k != "grammar"}
+    with loaded.thread_lock:
+        calls, usage = choose_calls(loaded.llm, messages, tools, handler_options, cancel)
+    calls = new_calls(calls, messages)
+    if calls or cancel.is_set():
+        return "", numbered(calls, messages), usage
+    text, answer_usage = generate(loaded, plain_messages(messages), options, sink, cancel)
+    return text, (), usage + answer_usage
 
 
 class _StopAwareText:

@@ -28,12 +28,19 @@ def _codebase(ctx: StepContext, inputs: dict[str, Any], options: EngineeringOpti
 class _RunsCode:
     """Modules that execute generated code refuse before the run spends anything if nobody can allow it."""
 
+    calls_model = True
+
     def preflight(self, step: Step, facts: RunFacts) -> None:
         check_consent_possible(step.id, facts)
 
 
 class Debugger(_RunsCode):
     """The `debugger` module: runs the entry point in the sandbox and has the model fix it until it runs."""
+
+    description = ("Runs a codebase (an engineer step's output) in its sandbox and has the model fix the errors "
+                   "until it runs, up to max_iterations. Executing code needs the user's consent. Output: the "
+                   "working codebase.")
+    inputs = ("request", "code")
 
     async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
         options = options_of(ctx)
@@ -49,6 +56,10 @@ class Debugger(_RunsCode):
 
 class ModifyCodebase(_RunsCode):
     """The `modify_codebase` module: applies a change request (--input change=... or the supplement), then debugs."""
+
+    description = ("Changes a working codebase as the run input `change` or the step's supplement asks, then runs "
+                   "and fixes it like debugger; passes it on unchanged when no change is asked for.")
+    inputs = ("working_codebase",)
 
     async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
         options = options_of(ctx)

@@ -29,6 +29,12 @@ ECHOED_CHARS = 2000  # how much of a useless answer is shown back to the model
 class Engineer:
     """The `engineer` module: plan in, workspace with files out (see workspace.py for the output's shape)."""
 
+    description = ("Writes a complete small Python codebase into a fresh sandboxed workspace from a request and a "
+                   "code plan (code_planner's output). Output: the codebase (workspace, entry_point, args, files), "
+                   "the input of debugger, modify_codebase and create_readme.")
+    inputs = ("request", "code_plan")
+    calls_model = True
+
     async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
         options = options_of(ctx)
         texts = [value for value in inputs.values() if isinstance(value, str)]

@@ -20,6 +20,11 @@ README = "README.md"
 class CreateReadme:
     """The `create_readme` module: its output is the codebase facts plus `"readme": "README.md"`."""
 
+    description = ("Writes README.md into a codebase's workspace (from an engineer, debugger or modify_codebase "
+                   "step's output), describing only what the code does.")
+    inputs = ("modified_codebase",)
+    calls_model = True
+
     async def run(self, ctx: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
         options = options_of(ctx)
         codebase = Codebase.from_inputs(ctx, inputs).with_options(options.entry_point, options.args)

@@ -1,0 +1,1 @@
+"""Evaluate pipelines: datasets, variants, assertions, thresholds and reports (`orchestrai eval`)."""
