@@ -80,6 +80,34 @@ def run(
 
 @app.command()
 @user_errors
+def batch(
+    pipeline: Path = typer.Argument(..., help="Pipeline file, run once per data row."),
+    data: Path = typer.Option(..., "--data", help="Rows: .jsonl (a JSON object a line) or .csv with a header."),
+    maps: list[str] = typer.Option([], "--map", help="Run input from a column: INPUT=COLUMN, e.g. request=question."),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                       help="Results JSONL (default: <data file name>.results.jsonl here)."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="Rows running at once."),
+    resume: bool = typer.Option(False, "--resume", help="Skip the rows the results file holds as completed."),
+    allow_failures: bool = typer.Option(False, "--allow-failures", help="Exit 0 even when rows failed."),
+    budget: float | None = typer.Option(None, "--budget", min=0.000001, help="One budget in USD for all rows."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Run every row on the echo provider."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer calls from the call cache."),
+    config: Path | None = ConfigOption,
+    log_dir: Path | None = LogDirOption,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+    as_json: bool = typer.Option(False, "--json", help="Print the batch summary as JSON on stdout."),
+) -> None:
+    """Run a pipeline once per row of a data file, rows at once, sharing limits, budget and cache."""
+    from .batchcmd import BatchRequest, batch_command
+
+    raise typer.Exit(batch_command(BatchRequest(pipeline=pipeline, data=data, config=config, maps=maps, output=output,
+                                                concurrency=concurrency, resume=resume, allow_failures=allow_failures,
+                                                budget=budget, dry_run=dry_run, no_cache=no_cache, log_dir=log_dir,
+                                                quiet=quiet, as_json=as_json)))
+
+
+@app.command()
+@user_errors
 def validate(
     pipelines: list[Path] = typer.Argument(..., help="Pipeline files to check."),
     config: Path | None = ConfigOption,

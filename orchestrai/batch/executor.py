@@ -1,0 +1,68 @@
+"""The executor seam: what runs a batch's rows. `LocalExecutor` runs them as asyncio tasks in this process.
+
+An executor gets the rows to run, as (row number, run inputs) pairs, and a `RowRunner`: an async
+callable `(row number, inputs) -> RowResult` whose result is a plain JSON-typed dict. It yields each
+row's result as the row finishes, in any order, and must run every row it is given exactly once
+(a row whose runner raised is yielded as a failed result, never dropped). The driver (`run_batch`)
+does everything else: reading rows, the results file, resume, progress and the summary.
+
+Another executor (Ray) ships the runner to worker processes: a `RowRunner` pickles to its plain
+settings and builds its project, pipeline and `Shared` on first use in whatever process calls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+from .results import RowResult
+
+RowTask = tuple[int, dict[str, Any]]  # (row number, run inputs)
+RunRow = Callable[[int, dict[str, Any]], Awaitable[RowResult]]
+
+
+class Executor(Protocol):
+    def run_rows(self, rows: Iterable[RowTask], run_row: RunRow) -> AsyncGenerator[RowResult, None]:
+        """Run every row with `run_row`; yield each result as its row finishes."""
+        ...
+
+
+def crashed(number: int, exc: BaseException) -> RowResult:
+    """The result of a row whose runner raised (a bug, not a user's mistake: the runner catches those)."""
+    return {"row": number, "status": "failed", "run_id": None, "outputs": {}, "log": None,
+            "totals": {"input_tokens": 0, "output_tokens": 0, "cost_usd": None, "duration_s": 0.0},
+            "error": f"internal error: {type(exc).__name__}: {exc}"}
+
+
+class LocalExecutor:
+    """At most `concurrency` rows at once, as asyncio tasks sharing this process's event loop.
+
+    Rows are taken from the iterable only as slots free up, so 10,000 rows are never 10,000 tasks.
+    On cancellation (Ctrl-C) the running rows are cancelled; finished ones were already yielded.
+    """
+
+    def __init__(self, concurrency: int = 4) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+
+    async def run_rows(self, rows: Iterable[RowTask], run_row: RunRow) -> AsyncGenerator[RowResult, None]:
+        pending = iter(rows)
+        running: dict[asyncio.Task[RowResult], int] = {}
+        try:
+            while True:
+                while len(running) < self.concurrency and (row := next(pending, None)) is not None:
+                    running[asyncio.ensure_future(run_row(*row))] = row[0]
+                if not running:
+                    return
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    number = running.pop(finished)
+                    exc = finished.exception()
+                    yield crashed(number, exc) if exc is not None else finished.result()
+        finally:
+            for unfinished in running:
+                unfinished.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
