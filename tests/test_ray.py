@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,9 @@ from fake_llm_server import FakeLLMServer
 
 ray = pytest.importorskip("ray")
 
+from orchestrai.batch import BatchOptions, LocalExecutor, run_batch  # noqa: E402
 from orchestrai.cluster.connect import RayUnavailable, connect, import_ray, start_local  # noqa: E402
 from orchestrai.cluster.executor import RayExecutor  # noqa: E402
-from orchestrai.cluster.job import PipelineRowJob  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -54,63 +56,56 @@ def config(project: Path, server: FakeLLMServer, extra: str = "") -> Path:
         """) + extra)
 
 
-def rows(n: int) -> list[tuple[int, dict[str, Any]]]:
-    return [(i, {"request": f"question-{i:03d}"}) for i in range(n)]
+def data(project: Path, n: int) -> Path:
+    path = project / "rows.jsonl"
+    path.write_text("".join(json.dumps({"request": f"question-{i:03d}"}) + "\n" for i in range(1, n + 1)))
+    return path
 
 
-def run_on_ray(job: PipelineRowJob, data: list[tuple[int, dict[str, Any]]], **executor: Any) -> list[dict[str, Any]]:
-    async def collect() -> list[dict[str, Any]]:
-        return [result async for result in RayExecutor(**executor).run_rows(data, job)]
-
-    return asyncio.run(collect())
-
-
-def run_here(job: PipelineRowJob, data: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    async def collect() -> list[dict[str, Any]]:
-        state = job.open(None)
-        try:
-            return [await job.run(state, row, inputs) for row, inputs in data]
-        finally:
-            await job.close(state)
-
-    return asyncio.run(collect())
+def batch(project: Path, pipeline: str, n: int, executor: Any, hooks: Any = (), **options: Any) -> list[dict[str, Any]]:
+    """Run the batch; the rows of its results file, by row number."""
+    results = project / f"{pipeline}.results.jsonl"
+    results.unlink(missing_ok=True)
+    asyncio.run(run_batch(BatchOptions(Path(pipeline), data(project, n), config=project / "config.yml",
+                                       results=results, use_cache=False, **options), executor=executor, hooks=hooks))
+    return sorted((json.loads(line) for line in results.read_text().splitlines()), key=lambda r: r["row"])
 
 
 def requests_for(server: FakeLLMServer, text: str) -> int:
     return sum(1 for r in server.requests if r.path.endswith("/chat/completions") and text in r.last_user_text)
 
 
-def test_results_equal_the_in_process_runs(cluster: Any, project: Path, fake_server: FakeLLMServer) -> None:
-    path = config(project, fake_server)
+def test_results_equal_the_local_executors(cluster: Any, project: Path, fake_server: FakeLLMServer) -> None:
+    config(project, fake_server)
     write(project / "two.yml", TWO_STEPS)
-    job = PipelineRowJob.prepare("two.yml", config=path)
-    on_ray = sorted(run_on_ray(job, rows(6)), key=lambda r: r["row"])
-    here = run_here(job, rows(6))
-    assert [r["status"] for r in on_ray] == ["completed"] * 6
+    on_ray = batch(project, "two.yml", 6, RayExecutor())
+    here = batch(project, "two.yml", 6, LocalExecutor(2))
+    assert [r["status"] for r in on_ray] == ["completed"] * 6, on_ray[0].get("error")
     assert [r["outputs"] for r in on_ray] == [r["outputs"] for r in here]
-    assert "question-004" in on_ray[4]["outputs"]["translated"]
+    assert "question-004" in json.dumps(on_ray[3]["outputs"])
     assert all(Path(r["log"]).is_file() for r in on_ray)  # each row's memory log, written by its worker
-    assert len({r["pid"] for r in on_ray}) == 2  # both workers ran rows
+    assert len({r["worker"] for r in on_ray}) == 2  # both workers ran rows
 
 
 def test_max_concurrent_holds_at_the_server_across_workers(cluster: Any, project: Path,
                                                            fake_server: FakeLLMServer) -> None:
-    path = config(project, fake_server, "rate_limits:\n  openai: {max_concurrent: 1}\n")
+    config(project, fake_server, "rate_limits:\n  openai: {max_concurrent: 1}\n")
     write(project / "one.yml", ONE_STEP)
     fake_server.latency_s = 0.15
-    results = run_on_ray(PipelineRowJob.prepare("one.yml", config=path), rows(8))
+    results = batch(project, "one.yml", 8, RayExecutor())
     assert [r["status"] for r in results] == ["completed"] * 8
-    assert len({r["pid"] for r in results}) == 2  # two processes, one limit
+    assert len({r["worker"] for r in results}) == 2  # two processes, one limit
     assert fake_server.max_in_flight == 1
 
 
 def test_requests_per_window_hold_at_the_server_across_workers(cluster: Any, project: Path,
                                                                fake_server: FakeLLMServer) -> None:
     """4 requests per window; the window is shortened to 2.5 s (+0.5 s margin) so the test takes seconds."""
-    path = config(project, fake_server, "rate_limits:\n  openai: {requests_per_minute: 4}\n")
+    config(project, fake_server, "rate_limits:\n  openai: {requests_per_minute: 4}\n")
     write(project / "one.yml", ONE_STEP)
-    results = run_on_ray(PipelineRowJob.prepare("one.yml", config=path), rows(10), window_s=3.0)
+    results = batch(project, "one.yml", 10, RayExecutor(window_s=3.0))
     assert [r["status"] for r in results] == ["completed"] * 10
+    assert len({r["worker"] for r in results}) == 2
     times = sorted(r.received_at for r in fake_server.requests if r.path.endswith("/chat/completions"))
     assert len(times) == 10
     worst = max(sum(1 for t in times if start <= t < start + 2.5) for start in times)
@@ -120,10 +115,10 @@ def test_requests_per_window_hold_at_the_server_across_workers(cluster: Any, pro
 
 def test_the_budget_is_one_for_all_workers(cluster: Any, project: Path, fake_server: FakeLLMServer) -> None:
     """Each row costs ~$0.02 but reserves ~$0.1: one $0.35 budget stops the batch; one per worker would not."""
-    path = config(project, fake_server, "pricing: {gpt-4o-mini: {input: 1000.0, output: 1000.0}}\n")
+    config(project, fake_server, "pricing: {gpt-4o-mini: {input: 1000.0, output: 1000.0}}\n")
     write(project / "one.yml", ONE_STEP.replace("output_name: translated}",
                                                 "output_name: translated, model_config: {max_tokens: 60}}"))
-    results = run_on_ray(PipelineRowJob.prepare("one.yml", config=path, budget_usd=0.35), rows(20))
+    results = batch(project, "one.yml", 20, RayExecutor(), budget_usd=0.35)
     statuses = [r["status"] for r in results]
     assert "completed" in statuses and "budget_exceeded" in statuses
     spent = sum(r["totals"]["cost_usd"] or 0 for r in results)
@@ -138,44 +133,50 @@ def _row_workers() -> list[Any]:
     found = []
     for process in psutil.Process().children(recursive=True):
         try:
-            if " ".join(process.cmdline()).startswith("ray::run_row"):
+            if " ".join(process.cmdline()).startswith("ray::run_row_task"):
                 found.append(process)
         except psutil.Error:
             continue
     return found
 
 
+class KillAWorker:
+    """A batch hook: after the second finished row, SIGKILL a worker that is running a row."""
+
+    def __init__(self) -> None:
+        self.finished_before: list[int] = []
+        self.killed: list[int] = []
+
+    def batch_started(self, tally: Any, batch_id: str) -> None: ...
+
+    def batch_finished(self, summary: Any) -> None: ...
+
+    def row_finished(self, result: Any, tally: Any) -> None:
+        self.finished_before.append(result["row"]) if not self.killed else None
+        if len(self.finished_before) == 2 and not self.killed:
+            for _ in range(500):  # between two rows a worker is briefly idle
+                workers = _row_workers()
+                if workers:
+                    self.killed.append(workers[0].pid)
+                    os.kill(workers[0].pid, signal.SIGKILL)
+                    return
+                time.sleep(0.005)
+
+
 def test_a_worker_killed_mid_batch_loses_no_row_and_reruns_no_finished_row(
         cluster: Any, project: Path, fake_server: FakeLLMServer) -> None:
-    path = config(project, fake_server)
+    config(project, fake_server)
     write(project / "one.yml", ONE_STEP)
     fake_server.latency_s = 0.4
-    job = PipelineRowJob.prepare("one.yml", config=path)
-    finished_before_kill: list[int] = []
-    killed: list[int] = []
-
-    async def collect() -> list[dict[str, Any]]:
-        results = []
-        async for result in RayExecutor().run_rows(rows(10), job):
-            results.append(result)
-            if len(results) == 2 and not killed:
-                finished_before_kill.extend(r["row"] for r in results)
-                for _ in range(200):  # between two rows a worker is briefly idle
-                    workers = _row_workers()
-                    if workers:
-                        killed.append(workers[0].pid)
-                        os.kill(workers[0].pid, signal.SIGKILL)
-                        break
-                    await asyncio.sleep(0.01)
-        return results
-
-    results = asyncio.run(collect())
-    assert killed, "no worker was running a row"
-    assert sorted(r["row"] for r in results) == list(range(10))  # every row exactly once
+    hook = KillAWorker()
+    results = batch(project, "one.yml", 10, RayExecutor(), hooks=[hook])
+    assert hook.killed, "no worker was running a row"
+    assert [r["row"] for r in results] == list(range(1, 11))  # every row, exactly once
     assert [r["status"] for r in results] == ["completed"] * 10
-    for row in finished_before_kill:  # a finished row never ran again
+    for row in hook.finished_before:  # a finished row never ran again
         assert requests_for(fake_server, f"question-{row:03d}") == 1
-    assert killed[0] not in {r["pid"] for r in results if r["row"] not in finished_before_kill}
+    rerun = [r for r in results if requests_for(fake_server, f"question-{r['row']:03d}") > 1]
+    assert rerun and all(not r["worker"].endswith(f":{hook.killed[0]}") for r in rerun)  # retried elsewhere
 
 
 def _is_loopback(address: str) -> bool:
@@ -188,9 +189,9 @@ def test_no_socket_of_the_run_listens_beyond_loopback(cluster: Any, project: Pat
                                                       fake_server: FakeLLMServer) -> None:
     import psutil
 
-    path = config(project, fake_server)
+    config(project, fake_server)
     write(project / "one.yml", ONE_STEP)
-    run_on_ray(PipelineRowJob.prepare("one.yml", config=path), rows(4))
+    batch(project, "one.yml", 4, RayExecutor())
     ours = {os.getpid(), *(p.pid for p in psutil.Process().children(recursive=True))}
     listening = [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in ours]
     assert len({c.pid for c in listening}) >= 3  # the driver, the GCS, the raylet, the workers: really looked

@@ -10,110 +10,118 @@ it arrives, so losing a node later never makes Ray reconstruct, i.e. re-run, a f
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
+import os
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterable
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncGenerator, Coroutine, Iterable
+from typing import Any, TypeVar
 
+from ..batch.executor import RowTask, RunRow, crashed
+from ..batch.results import RowResult
+from ..batch.rowrunner import RowRunner
+from ..config import Config
 from ..engine.ratelimit import MARGIN_S, WINDOW_S
+from ..engine.shared import Shared
 from .connect import connect, start_local
-from .limits import start_limits_actor
+from .limits import RemoteBudget, RemoteRateLimits, owner, start_limits_actor
 
 T = TypeVar("T")
-Row = tuple[int, dict[str, Any]]  # (row number, run inputs)
 
 
-class RowJob(Protocol):
-    """What a worker does per row. Must pickle: it travels to the workers."""
+def remote_shared(actor: Any, budget_usd: float | None, use_cache: bool, dry_run: bool, config: Config) -> Shared:
+    """A worker's `Shared`: its own providers and cache, the actor's rate limits and budget.
 
-    budget_usd: float | None
-
-    @property
-    def key(self) -> str: ...
-
-    def open(self, actor: Any | None) -> Any: ...
-
-    async def run(self, state: Any, row: int, inputs: dict[str, Any]) -> dict[str, Any]: ...
-
-    async def close(self, state: Any) -> None: ...
+    Module-level (bound with functools.partial) so that a RowRunner carrying it still pickles.
+    """
+    shared = Shared.open(config, budget_usd=budget_usd, use_cache=use_cache, dry_run=dry_run)
+    shared.rate_limits = RemoteRateLimits(config.rate_limits, actor)
+    shared.budget = RemoteBudget(budget_usd, actor)
+    return shared
 
 
 class _WorkerProcess:
-    """A worker's one event loop (in a thread, kept across tasks) and its open jobs."""
+    """A worker's one event loop (in a thread, kept across tasks) and the runner of its current batch.
+
+    Each task brings a fresh unpickled copy of the runner; the first of a batch is kept, so the
+    project, pipeline and Shared (one provider pool) are opened once per worker process and batch.
+    """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="orchestrai-rows", daemon=True).start()
-        self.states: dict[str, Any] = {}
+        self.runners: dict[str, RowRunner] = {}
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def state(self, job: RowJob, actor: Any) -> Any:
-        if job.key not in self.states:
-            for old_key in list(self.states):  # an earlier batch's pool and cache: close them
-                old_job, old_state = self.states.pop(old_key)
-                self.call(old_job.close(old_state))
-            self.states[job.key] = (job, job.open(actor))
-        return self.states[job.key][1]
+    def runner(self, runner: RowRunner) -> RowRunner:
+        if runner.batch_id not in self.runners:
+            for old in list(self.runners):  # an earlier batch's pool and cache: close them
+                self.call(self.runners.pop(old).aclose())
+            self.runners[runner.batch_id] = runner
+        return self.runners[runner.batch_id]
 
 
 _PROCESS: _WorkerProcess | None = None
 
 
-def run_row(job: RowJob, actor: Any, row: int, inputs: dict[str, Any]) -> dict[str, Any]:
-    """The Ray task: one row on this worker's loop."""
+def run_row_task(runner: RowRunner, cwd: str, number: int, inputs: dict[str, Any]) -> RowResult:
+    """The Ray task: one row on this worker's loop, in the driver's folder when this machine has it."""
     global _PROCESS
     if _PROCESS is None:
         _PROCESS = _WorkerProcess()
-    return _PROCESS.call(job.run(_PROCESS.state(job, actor), row, inputs))
+    if os.path.isdir(cwd):  # prompts and modules are also looked up in the current folder
+        os.chdir(cwd)
+    result = _PROCESS.call(_PROCESS.runner(runner)(number, inputs))
+    node, pid = owner()
+    result["worker"] = f"{node[:8]}:{pid}"
+    return result
 
 
 class RayExecutor:
-    """`run_rows` on Ray. `address` None: a local instance on 127.0.0.1 with `num_cpus` workers."""
+    """The batch Executor on Ray. `address` None: a local instance on 127.0.0.1 with `num_cpus` workers."""
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None, max_retries: int = 3,
                  in_flight: int | None = None, window_s: float = WINDOW_S + MARGIN_S) -> None:
         self.address, self.num_cpus = address, num_cpus
         self.max_retries, self.in_flight, self.window_s = max_retries, in_flight, window_s
+        self.actor: Any = None  # the batch's LimitsActor while rows run
 
-    async def run_rows(self, rows: Iterable[Row], job: RowJob) -> AsyncIterator[dict[str, Any]]:
+    async def run_rows(self, rows: Iterable[RowTask], run_row: RunRow) -> AsyncGenerator[RowResult, None]:
         """Each row's result as it finishes (not in row order)."""
+        if not isinstance(run_row, RowRunner):
+            raise TypeError("the Ray executor runs RowRunner rows (they must pickle to the workers)")
         ray = connect(self.address) if self.address else start_local(self.num_cpus)
-        actor = start_limits_actor(job.budget_usd, window_s=self.window_s)
-        task = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(run_row)
+        project, _, shared = run_row.open()
+        budget_usd = shared.budget.limit_usd  # the driver's: --budget, else the config's
+        self.actor = start_limits_actor(budget_usd, window_s=self.window_s)
+        # Absolute paths: a worker's current folder is not the driver's.
+        shipped = dataclasses.replace(
+            run_row, pipeline=run_row.pipeline.resolve(), config=project.config.path,
+            log_dir=run_row.log_dir.resolve() if run_row.log_dir else None,
+            shared_factory=functools.partial(remote_shared, self.actor, budget_usd, run_row.use_cache,
+                                             run_row.dry_run))
+        cwd = os.getcwd()
+        task = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(run_row_task)
         cap = self.in_flight or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
         pending: dict[asyncio.Future[Any], int] = {}
         todo = iter(rows)
 
         def submit() -> None:
-            for row, inputs in todo:
-                pending[asyncio.wrap_future(task.remote(job, actor, row, inputs).future())] = row
-                if len(pending) >= cap:
-                    return
+            while len(pending) < cap and (row := next(todo, None)) is not None:
+                pending[asyncio.wrap_future(task.remote(shipped, cwd, *row).future())] = row[0]
 
         try:
             submit()
             while pending:
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for future in done:
-                    row = pending.pop(future)
-                    yield _result(future, row)
+                    number = pending.pop(future)
+                    exc = future.exception()  # the worker died max_retries + 1 times, or Ray failed
+                    yield crashed(number, exc) if exc is not None else future.result()
                 submit()
         finally:
             for future in pending:
                 future.cancel()
-            ray.kill(actor)
-
-    @staticmethod
-    def limits_state(actor: Any) -> dict[str, Any]:
-        import ray
-
-        return dict(ray.get(actor.state.remote()))
-
-
-def _result(future: asyncio.Future[Any], row: int) -> dict[str, Any]:
-    try:
-        return dict(future.result())
-    except Exception as exc:  # the worker died max_retries + 1 times, or Ray itself failed
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return {"row": row, "status": "failed", "error": f"row {row}: {type(exc).__name__}: {first}"}
+            ray.kill(self.actor)
