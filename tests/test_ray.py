@@ -231,3 +231,50 @@ def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(RayUnavailable) as caught:
         import_ray()
     assert "orchestrai[ray]" in str(caught.value)
+
+
+def _listening_beyond_loopback(root: Any) -> list[tuple[str, int, str]]:
+    import psutil
+
+    ours = {root.pid, *(p.pid for p in root.children(recursive=True))}
+    return [(c.laddr.ip, c.laddr.port, str(c.pid)) for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.pid in ours and not _is_loopback(c.laddr.ip)]
+
+
+def test_the_cli_starts_its_own_ray_on_loopback_only(project: Path, fake_server: FakeLLMServer) -> None:
+    """`orchestrai batch --executor ray` in a process of its own: its Ray instance's sockets, watched while it runs."""
+    import psutil
+
+    config(project, fake_server)
+    write(project / "one.yml", ONE_STEP)
+    data(project, 6)
+    fake_server.latency_s = 0.3
+    process = subprocess.Popen([sys.executable, "-m", "orchestrai", "batch", "one.yml", "--data", "rows.jsonl",
+                                "--executor", "ray", "-o", "out.jsonl", "--quiet"], cwd=project,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root, seen, looked = psutil.Process(process.pid), [], 0
+    while process.poll() is None:
+        try:
+            seen += _listening_beyond_loopback(root)
+            looked += 1
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err[-2000:]
+    assert looked > 0 and seen == []
+    results = [json.loads(line) for line in (project / "out.jsonl").read_text().splitlines()]
+    assert sorted(r["row"] for r in results) == list(range(1, 7)) and all(r.get("worker") for r in results)
+
+
+def test_the_cli_names_a_dead_ray_address(project: Path, fake_server: FakeLLMServer) -> None:
+    config(project, fake_server)
+    write(project / "one.yml", ONE_STEP)
+    data(project, 2)
+    address = f"127.0.0.1:{_free_port()}"
+    done = subprocess.run([sys.executable, "-m", "orchestrai", "batch", "one.yml", "--data", "rows.jsonl",
+                           "--executor", "ray", "--ray-address", address], cwd=project, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert f"Ray cluster at {address} is unreachable" in done.stderr
+    assert "Traceback" not in done.stderr

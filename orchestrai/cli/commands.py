@@ -96,6 +96,9 @@ def batch(
     log_dir: Path | None = LogDirOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
     as_json: bool = typer.Option(False, "--json", help="Print the batch summary as JSON on stdout."),
+    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (rows as Ray tasks)."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="An existing Ray cluster's head, HOST:PORT "
+                                           "(default: a Ray instance started here on 127.0.0.1)."),
 ) -> None:
     """Run a pipeline once per row of a data file, rows at once, sharing limits, budget and cache."""
     from .batchcmd import BatchRequest, batch_command
@@ -103,7 +106,8 @@ def batch(
     raise typer.Exit(batch_command(BatchRequest(pipeline=pipeline, data=data, config=config, maps=maps, output=output,
                                                 concurrency=concurrency, resume=resume, allow_failures=allow_failures,
                                                 budget=budget, dry_run=dry_run, no_cache=no_cache, log_dir=log_dir,
-                                                quiet=quiet, as_json=as_json)))
+                                                quiet=quiet, as_json=as_json, executor=executor,
+                                                ray_address=ray_address)))
 
 
 @app.command()

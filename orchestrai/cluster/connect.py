@@ -29,8 +29,10 @@ class RayUnavailable(OrchestraiError):
     exit_code = 2
 
 
-def import_ray() -> Any:
-    """`ray`, or an error naming the extra that installs it."""
+def import_ray(*, local: bool = False) -> Any:
+    """`ray`, or an error naming the extra that installs it. `local`: for a loopback-only instance."""
+    if local:  # before the import: ray reads it into its constants then
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     try:
         import ray
     except ImportError:
@@ -41,8 +43,7 @@ def import_ray() -> Any:
 
 def start_local(num_cpus: int | None = None) -> Any:
     """Start (or reuse) a Ray instance on this machine whose every server listens on 127.0.0.1 only."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray = import_ray()
+    ray = import_ray(local=True)
     if ray.is_initialized():
         return ray
     from ray._private import ray_constants  # ray may have been imported before the variable was set
