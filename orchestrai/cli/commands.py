@@ -67,6 +67,11 @@ def run(
     resume: str | None = typer.Option(None, "--resume", metavar="RUN",
                                       help="Reuse matching steps of an earlier run (id or log path)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer calls from the call cache."),
+    from_run: str | None = typer.Option(None, "--from-run", metavar="RUN",
+                                        help="With --only: take the step's inputs from this run (id or log path)."),
+    only: str | None = typer.Option(None, "--only", metavar="STEP", help="Run only this step (needs --from-run)."),
+    watch: bool = typer.Option(False, "--watch", help="Run again whenever the pipeline, a prompt, schema or module "
+                               "is saved, reusing unchanged steps; show what changed."),
 ) -> None:
     """Run a pipeline."""
     from .runcmd import RunRequest, run_command
@@ -74,7 +79,8 @@ def run(
     code = run_command(RunRequest(pipeline=pipeline, config=config, inputs=inputs, input_files=input_files,
                                   dry_run=dry_run, stream=stream, max_concurrency=max_concurrency, log_dir=log_dir,
                                   quiet=quiet, as_json=as_json, use_wandb=use_wandb, workspace=workspace, yes=yes,
-                                  no_exec=no_exec, budget=budget, resume=resume, no_cache=no_cache))
+                                  no_exec=no_exec, budget=budget, resume=resume, no_cache=no_cache,
+                                  from_run=from_run, only=only, watch=watch))
     raise typer.Exit(code)
 
 
