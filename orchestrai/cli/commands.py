@@ -76,12 +76,16 @@ def run(
     """Run a pipeline."""
     from .runcmd import RunRequest, run_command
 
-    code = run_command(RunRequest(pipeline=pipeline, config=config, inputs=inputs, input_files=input_files,
-                                  dry_run=dry_run, stream=stream, max_concurrency=max_concurrency, log_dir=log_dir,
-                                  quiet=quiet, as_json=as_json, use_wandb=use_wandb, workspace=workspace, yes=yes,
-                                  no_exec=no_exec, budget=budget, resume=resume, no_cache=no_cache,
-                                  from_run=from_run, only=only, watch=watch))
-    raise typer.Exit(code)
+    request = RunRequest(pipeline=pipeline, config=config, inputs=inputs, input_files=input_files,
+                         dry_run=dry_run, stream=stream, max_concurrency=max_concurrency, log_dir=log_dir,
+                         quiet=quiet, as_json=as_json, use_wandb=use_wandb, workspace=workspace, yes=yes,
+                         no_exec=no_exec, budget=budget, resume=resume, no_cache=no_cache,
+                         from_run=from_run, only=only, watch=watch)
+    if watch:
+        from .watchcmd import watch_command
+
+        raise typer.Exit(watch_command(request))
+    raise typer.Exit(run_command(request))
 
 
 @app.command()

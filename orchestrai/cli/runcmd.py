@@ -58,7 +58,7 @@ class RunRequest:
     no_cache: bool = False
     from_run: str | None = None  # with only: that step again, its inputs from this run's log
     only: str | None = None
-    watch: bool = False
+    watch: bool = False  # the `run` command hands the request to watchcmd.watch_command
 
 
 def run_command(request: RunRequest) -> int:
@@ -66,10 +66,6 @@ def run_command(request: RunRequest) -> int:
     from .validatecmd import skip_pydantic_plugin_scan
 
     skip_pydantic_plugin_scan()
-    if request.watch:
-        from .watchcmd import watch_command
-
-        return watch_command(request)
     project = Project.open(request.config)
     graph, resume = load_for_run(request, project)
     return execute(request, project, graph, resume, stderr_console())[0]

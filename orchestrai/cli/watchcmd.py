@@ -38,6 +38,9 @@ Snapshot = dict[Path, tuple[int, int] | None]
 def watch_command(request: RunRequest, *, sleep: Callable[[float], None] = time.sleep, runs: int | None = None,
                   console: Console | None = None) -> int:
     """Run until Ctrl-C (or `runs` runs); the exit code of the last run."""
+    from .validatecmd import skip_pydantic_plugin_scan
+
+    skip_pydantic_plugin_scan()
     console = console or stderr_console()
     code, files, before = 0, [Path(request.pipeline)] if request.pipeline else [], None
     previous: ResumeSource | None = None
