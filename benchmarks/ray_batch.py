@@ -56,7 +56,8 @@ def child(root: Path, executor: str, workers: int) -> dict[str, float]:
     started = time.perf_counter()
     summary = asyncio.run(run_batch(options("rows.jsonl"), executor=make()))
     elapsed = time.perf_counter() - started
-    return {"rows": summary.completed, "seconds": round(elapsed, 2), "rows_per_s": round(summary.completed / elapsed, 2)}
+    rate = round(summary.completed / elapsed, 2)
+    return {"rows": summary.completed, "seconds": round(elapsed, 2), "rows_per_s": rate}
 
 
 def main() -> int:
