@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import pickle
@@ -19,6 +20,7 @@ from fake_llm_server import FakeLLMServer
 from helpers import run_library
 
 from orchestrai.batch import BatchOptions, LocalExecutor, RowRunner, read_results, run_batch, run_row_sync
+from orchestrai.observe.runs import find_run
 
 CHAIN = """
     pipeline:
@@ -238,8 +240,52 @@ def test_read_results_ignores_a_partial_last_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_dry_run_batch_on_echo(project: Path, concurrency: int) -> None:
     write(project / "one.yml", ONE)
-    data = jsonl(project / "rows.jsonl", [{"request": f"r{n}"} for n in range(5)])
+    data = jsonl(project / "rows.jsonl", [{"request": f"r{n}"} for n in range(12)])
     summary = batch(pipeline=Path("one.yml"), data=data, dry_run=True, concurrency=concurrency)
-    assert summary.completed == 5
-    outputs = {e["row"]: e["outputs"]["translation"] for e in lines(project / "rows.results.jsonl")}
-    assert outputs == {n: f"[echo gpt-4o-mini] ## request\nr{n - 1}" for n in range(1, 6)}
+    assert summary.completed == 12
+    assert gc.get_freeze_count() == 0, "overlapping rows share one heap freeze, undone when the last row ends"
+    entries = {e["row"]: e for e in lines(project / "rows.results.jsonl")}
+    assert {n: e["outputs"]["translation"] for n, e in entries.items()} == {
+        n: f"[echo gpt-4o-mini] ## request\nr{n - 1}" for n in range(1, 13)}
+    path, log = find_run(project / "logs" / f"batch-{summary.batch_id}", f"{summary.batch_id}-1")
+    assert path == Path(entries[1]["log"]) and log["dry_run"]  # row 1's whole id wins over rows 10-12's prefix
+
+
+def test_one_budget_for_all_rows(project: Path, server_config: Path, keys: dict, fake_server: FakeLLMServer) -> None:
+    text = server_config.read_text().replace("  model: gpt-4o-mini\n", "  model: pricey-model\n  max_tokens: 10\n")
+    write(project / "config.yml", text + "pricing:\n  pricey-model: {input: 0.0, output: 1000.0}\n")
+    write(project / "one.yml", ONE)
+    jsonl(project / "rows.jsonl", [{"request": f"r{n}"} for n in range(5)])
+    for _ in range(5):
+        fake_server.queue_reply("ten tokens", usage=(50, 10))
+    done = cli(project, "one.yml", "--data", "rows.jsonl", "--budget", "0.035", "--concurrency", "1", "--no-cache",
+               keys=keys)
+    assert done.returncode == 3, done.stderr
+    assert len(chats(fake_server)) == 3, "the budget is the batch's: no 4th request may reach the server"
+    statuses = {e["row"]: e["status"] for e in lines(project / "rows.results.jsonl")}
+    assert statuses == {1: "completed", 2: "completed", 3: "completed", 4: "budget_exceeded", 5: "budget_exceeded"}
+    assert "budget exceeded" in done.stderr
+
+
+def test_progress_views_over_rows(project: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from orchestrai.cli.batchcmd import LiveBatchProgress, PlainBatchProgress
+
+    write(project / "one.yml", ONE)
+    rows = [{"request": f"r{n}"} for n in range(40)] + [{"other": 1}]
+    data = jsonl(project / "rows.jsonl", rows)
+    plain_out, live_out = io.StringIO(), io.StringIO()
+    hooks = [PlainBatchProgress(Console(file=plain_out, width=200)),
+             LiveBatchProgress(Console(file=live_out, width=200, force_terminal=True))]
+    summary = asyncio.run(run_batch(BatchOptions(Path("one.yml"), data, dry_run=True), hooks=hooks))
+    plain = plain_out.getvalue().splitlines()
+    assert plain[0] == f"batch {summary.batch_id}: 41 rows"
+    progress = [line for line in plain if " rows" in line and "ETA" in line]
+    assert 19 <= len(progress) <= 22, "a line at each twentieth, not one per row"
+    assert progress[-1].startswith("41/41 rows · 1 failed · ")
+    assert sum("row 41 failed: " in line and "rows.jsonl:41:" in line for line in plain) == 1
+    assert plain[-1].startswith(f"batch {summary.batch_id} completed: 40 completed, 1 failed of 41 rows")
+    assert "row 41 failed" in live_out.getvalue() and "40 completed, 1 failed of 41 rows" in live_out.getvalue()

@@ -76,7 +76,7 @@ class RowRunner:
     async def __call__(self, number: int, inputs: dict[str, Any]) -> RowResult:
         project, graph, shared = self.open()
         run_id = f"{self.batch_id}-{number}"
-        memory_log = MemoryLog(self.log_dir) if self.log_dir is not None else None
+        memory_log = MemoryLog(self.log_dir, fsync=False) if self.log_dir is not None else None
         hooks: list[Hook] = [memory_log] if memory_log is not None else []
         options = RunOptions(run_inputs=inputs, dry_run=self.dry_run, max_concurrency=self.max_concurrency,
                              run_id=run_id, budget_usd=self.budget_usd, use_cache=self.use_cache, shared=shared)

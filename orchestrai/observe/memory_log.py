@@ -83,8 +83,12 @@ class MemoryLog:
 
     events = frozenset({RunStarted, StepEnded, Notice, RunFinished})
 
-    def __init__(self, log_dir: Path, *, redact: Callable[[str], str] | None = None) -> None:
+    def __init__(self, log_dir: Path, *, redact: Callable[[str], str] | None = None, fsync: bool = True) -> None:
         self.log_dir = Path(log_dir)
+        # fsync=False: the final file survives the process dying (the OS has it) but not a power cut.
+        # A batch's rows use it: an fsync per row would stall the event loop, and so every row running,
+        # for a disk flush each; the batch's checkpoint is its results file, not the rows' logs.
+        self.fsync = fsync
         # Applied to the serialized text, so no field (inputs a user typed a key into, a server's
         # error message) can carry a secret into the file. The run's own redactor (RunStarted.redact)
         # is always applied, after `redact` if one is given: redaction needs no caller's help.
@@ -157,7 +161,7 @@ class MemoryLog:
             "notices": self._notices,
         }
         steps = [self._step_texts.get(record.id) or to_json(step_json(record)) for record in event.records]
-        write_json_atomically(self.path, map(self.redact, document_chunks(document, steps)))
+        write_json_atomically(self.path, map(self.redact, document_chunks(document, steps)), fsync=self.fsync)
         self._step_texts.clear()
         if self._journal is not None:
             os.close(self._journal)
@@ -179,13 +183,14 @@ def document_chunks(document: dict[str, Any], steps: list[str]) -> Iterator[str]
     yield " ]\n}\n"
 
 
-def write_json_atomically(path: Path, text: str | Iterable[str]) -> None:
+def write_json_atomically(path: Path, text: str | Iterable[str], *, fsync: bool = True) -> None:
     """Write to a temporary file, fsync, then rename over the target: readers see old or new, never half."""
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", encoding="utf-8") as handle:
         handle.writelines([text] if isinstance(text, str) else text)
         handle.flush()
-        os.fsync(handle.fileno())
+        if fsync:
+            os.fsync(handle.fileno())
     os.replace(temporary, path)
 
 

@@ -63,6 +63,7 @@ def find_run(log_dir: Path, ref: str) -> tuple[Path, dict[str, Any]]:
     if candidate.is_file():
         return candidate, read_log(candidate)
     matches = [s for s in list_runs(log_dir) if s.run_id.startswith(ref)]
+    matches = [s for s in matches if s.run_id == ref] or matches  # a whole id wins (a batch's row 3 over row 30)
     if not matches:
         raise InputError(f"no run {ref!r} in {log_dir}", hint="`orchestrai logs` lists the runs")
     if len({m.run_id for m in matches}) > 1:
