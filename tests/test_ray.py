@@ -141,11 +141,12 @@ def _row_workers() -> list[Any]:
 
 
 class KillAWorker:
-    """A batch hook: after the second finished row, SIGKILL a worker that is running a row."""
+    """A batch hook: after the second finished row, SIGKILL a worker that is running a row (or all of them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, every: bool = False) -> None:
         self.finished_before: list[int] = []
         self.killed: list[int] = []
+        self.every = every
 
     def batch_started(self, tally: Any, batch_id: str) -> None: ...
 
@@ -156,9 +157,10 @@ class KillAWorker:
         if len(self.finished_before) == 2 and not self.killed:
             for _ in range(500):  # between two rows a worker is briefly idle
                 workers = _row_workers()
-                if workers:
-                    self.killed.append(workers[0].pid)
-                    os.kill(workers[0].pid, signal.SIGKILL)
+                if workers and (not self.every or len(workers) > 1):
+                    for worker in workers if self.every else workers[:1]:
+                        self.killed.append(worker.pid)
+                        os.kill(worker.pid, signal.SIGKILL)
                     return
                 time.sleep(0.005)
 
@@ -177,6 +179,27 @@ def test_a_worker_killed_mid_batch_loses_no_row_and_reruns_no_finished_row(
         assert requests_for(fake_server, f"question-{row:03d}") == 1
     rerun = [r for r in results if requests_for(fake_server, f"question-{r['row']:03d}") > 1]
     assert rerun and all(not r["worker"].endswith(f":{hook.killed[0]}") for r in rerun)  # retried elsewhere
+
+
+def test_a_slot_held_by_a_killed_worker_is_taken_back(cluster: Any, project: Path,
+                                                        fake_server: FakeLLMServer) -> None:
+    """max_concurrent 1: killing both workers, one of them holding the one slot, must not stall the batch."""
+    config(project, fake_server, "rate_limits:\n  openai: {max_concurrent: 1}\n")
+    write(project / "one.yml", ONE_STEP)
+    fake_server.latency_s = 0.5
+    hook = KillAWorker(every=True)
+
+    async def bounded() -> None:  # a leaked slot would wait forever: fail instead
+        options = BatchOptions(Path("one.yml"), data(project, 6), config=project / "config.yml",
+                               results=project / "out.jsonl", use_cache=False)
+        await asyncio.wait_for(run_batch(options, executor=RayExecutor(), hooks=[hook]), timeout=120)
+
+    asyncio.run(bounded())
+    results = [json.loads(line) for line in (project / "out.jsonl").read_text().splitlines()]
+    assert len(hook.killed) == 2
+    assert sorted(r["row"] for r in results) == list(range(1, 7))
+    assert all(r["status"] == "completed" for r in results)
+    assert fake_server.max_in_flight == 1
 
 
 def _is_loopback(address: str) -> bool:
