@@ -78,10 +78,11 @@ def make_executor(request: BatchRequest) -> Executor:
         return LocalExecutor(request.concurrency)
     if request.executor != "ray":
         raise InputError(f"--executor {request.executor!r} is not an executor", hint="use local or ray")
-    from ..cluster.connect import import_ray
+    from ..cluster.connect import require_ray
+
+    require_ray()
     from ..cluster.executor import RayExecutor
 
-    import_ray(local=request.ray_address is None)
     return RayExecutor(request.ray_address)
 
 

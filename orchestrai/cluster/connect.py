@@ -12,9 +12,13 @@ Two things Ray does by default that we do not accept:
 
 from __future__ import annotations
 
+import importlib.util
+import ipaddress
 import os
 import socket
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from ..errors import OrchestraiError
@@ -29,16 +33,39 @@ class RayUnavailable(OrchestraiError):
     exit_code = 2
 
 
+def require_ray() -> None:
+    """Fail early, without importing it (that costs a second), when Ray is not installed."""
+    try:
+        found = importlib.util.find_spec("ray") is not None
+    except (ValueError, AttributeError):  # a broken or blocked `ray` in sys.modules
+        found = False
+    if not found:
+        raise _not_installed()
+
+
+def _not_installed() -> RayUnavailable:
+    return RayUnavailable("--executor ray needs Ray, which is not installed", hint="pip install 'orchestrai[ray]'")
+
+
 def import_ray(*, local: bool = False) -> Any:
     """`ray`, or an error naming the extra that installs it. `local`: for a loopback-only instance."""
     if local:  # before the import: ray reads it into its constants then
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    if "RAY_AUTH_MODE" not in os.environ and "ray" not in sys.modules and _have_token():
+        # A cluster started with a token (Ray's default) refuses a driver that does not send it,
+        # and a driver sends it only in token mode: without this it would retry until our timeout.
+        # Only before the import: Ray's core reads the mode once, and a later change confuses it.
+        os.environ["RAY_AUTH_MODE"] = "token"
     try:
         import ray
     except ImportError:
-        raise RayUnavailable("--executor ray needs Ray, which is not installed",
-                             hint="pip install 'orchestrai[ray]'") from None
+        raise _not_installed() from None
     return ray
+
+
+def _have_token() -> bool:
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")) \
+        or (Path.home() / ".ray" / "auth_token").is_file()
 
 
 def start_local(num_cpus: int | None = None) -> Any:
@@ -46,9 +73,7 @@ def start_local(num_cpus: int | None = None) -> Any:
     ray = import_ray(local=True)
     if ray.is_initialized():
         return ray
-    from ray._private import ray_constants  # ray may have been imported before the variable was set
-
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    _stay_on_loopback()
     ray.init(num_cpus=num_cpus, _node_ip_address=LOOPBACK, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     return ray
@@ -57,8 +82,8 @@ def start_local(num_cpus: int | None = None) -> Any:
 def connect(address: str, *, probe_timeout_s: float = PROBE_TIMEOUT_S,
             connect_timeout_s: float = CONNECT_TIMEOUT_S) -> Any:
     """Join the cluster at `address` (`host:port` of its head, or `ray://host:port` for Ray Client)."""
-    ray = import_ray()
     host, port = split_address(address)
+    ray = import_ray(local=is_loopback(host))
     try:
         with socket.create_connection((host, port), timeout=probe_timeout_s):
             pass
@@ -66,6 +91,8 @@ def connect(address: str, *, probe_timeout_s: float = PROBE_TIMEOUT_S,
         raise unreachable(address, exc.strerror or str(exc) or type(exc).__name__) from None
     if ray.is_initialized():
         return ray
+    if is_loopback(host):  # else Ray swaps 127.0.0.1 for this machine's outward address, and finds nothing
+        _stay_on_loopback()
     failure: list[BaseException] = []
 
     def init() -> None:
@@ -83,6 +110,20 @@ def connect(address: str, *, probe_timeout_s: float = PROBE_TIMEOUT_S,
         raise unreachable(address, str(failure[0]).strip().splitlines()[0] if str(failure[0]).strip()
                           else type(failure[0]).__name__)
     return ray
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _stay_on_loopback() -> None:
+    from ray._private import ray_constants  # ray may have been imported before the variable was set
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def split_address(address: str) -> tuple[str, int]:
