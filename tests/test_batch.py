@@ -289,3 +289,26 @@ def test_progress_views_over_rows(project: Path) -> None:
     assert sum("row 41 failed: " in line and "rows.jsonl:41:" in line for line in plain) == 1
     assert plain[-1].startswith(f"batch {summary.batch_id} completed: 40 completed, 1 failed of 41 rows")
     assert "row 41 failed" in live_out.getvalue() and "40 completed, 1 failed of 41 rows" in live_out.getvalue()
+
+
+def test_ctrl_c_keeps_finished_rows_and_writes_the_summary(project: Path, server_config: Path, keys: dict,
+                                                           fake_server: FakeLLMServer) -> None:
+    write(project / "one.yml", ONE)
+    jsonl(project / "rows.jsonl", [{"request": f"r{n}"} for n in range(30)])
+    fake_server.latency_s = 0.3
+    process = subprocess.Popen([sys.executable, "-m", "orchestrai", "batch", "one.yml", "--data", "rows.jsonl",
+                                "--concurrency", "2", "--no-cache"], cwd=project, env={**os.environ, **keys},
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = project / "rows.results.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") >= 2):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "run again with --resume" in stderr
+    entries = lines(results)
+    assert 2 <= len(entries) < 30 and all(e["status"] == "completed" for e in entries)
+    [summary] = (project / "logs").glob("batch-*/summary.json")
+    saved = json.loads(summary.read_text())
+    assert saved["status"] == "interrupted" and saved["completed"] == len(entries)

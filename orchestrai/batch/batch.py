@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,10 @@ from .rowrunner import RowRunner, failed_row
 from .rows import check_data_file, count_rows, read_rows, row_inputs
 
 FAILED_ROWS_LISTED = 100  # the summary lists this many failed rows; the results file has them all
+# A run leaves reference cycles, and rows came faster than the collector's own thresholds freed them: a
+# 10,000-row batch grew ~150 MB of garbage. A full collection every this many rows holds ~10 MB for
+# ~40 µs a row (it skips the heap the running rows froze).
+COLLECT_EVERY_ROWS = 500
 
 
 @dataclass
@@ -123,12 +128,13 @@ async def run_batch(options: BatchOptions, *, executor: Executor | None = None, 
     check_data_file(options.data)
     project = Project.open(options.config)
     graph = project.load(options.pipeline)
+    total = count_rows(options.data)  # a broken CSV header raises here, before the results file is touched
     results_path = options.results or Path(f"{options.data.stem}.results.jsonl")
     results, earlier = ResultsFile.open(results_path, resume=options.resume)
     done = finished_rows(earlier) if options.resume else {}
     batch_id = next((r["batch"] for r in earlier if r.get("batch")), None) or new_run_id()
     batch_dir = (options.log_dir or project.config.log_dir) / f"batch-{batch_id}" if options.write_logs else None
-    tally = Tally(total=count_rows(options.data))
+    tally = Tally(total=total)
     for result in done.values():
         tally.add(result, resumed=True)
     shared = Shared.open(project.config, budget_usd=options.budget_usd, use_cache=options.use_cache,
@@ -148,8 +154,8 @@ async def run_batch(options: BatchOptions, *, executor: Executor | None = None, 
         if batch_dir is not None:
             batch_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomically(batch_dir / "summary.json", json.dumps(summary.as_json(), indent=1) + "\n")
-    for hook in hooks:
-        hook.batch_finished(summary)
+        for hook in hooks:  # on Ctrl-C too: a live display must stop drawing
+            hook.batch_finished(summary)
     return summary
 
 
@@ -163,6 +169,7 @@ class _Driver:
         self.lines: dict[int, int] = {}  # row number -> file line, for rows handed to the executor
         self.failed_rows: list[dict[str, Any]] = []
         self.message: str | None = None
+        self.finished = 0  # rows finished in this process
 
     def tasks(self) -> Iterator[RowTask]:
         """The rows to run, read as the executor asks for them; a row that cannot be run fails here."""
@@ -194,6 +201,9 @@ class _Driver:
             self.failed_rows.append({"row": result["row"], "error": result.get("error")})
         for hook in self.hooks:
             hook.row_finished(result, self.tally)
+        self.finished += 1
+        if self.finished % COLLECT_EVERY_ROWS == 0:
+            gc.collect()
 
     def summary(self, status: str, pipeline: str, results: Path, batch_dir: Path | None,
                 started: float) -> BatchSummary:
