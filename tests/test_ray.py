@@ -309,6 +309,21 @@ def test_the_cli_names_a_dead_ray_address(project: Path, fake_server: FakeLLMSer
     assert "Traceback" not in done.stderr
 
 
+def _started_under(temp: Path) -> list[Any]:
+    """Processes with `temp` in their command line or an open file under it (Ray's agents retitle themselves)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if str(temp) in " ".join(process.info["cmdline"] or []) or any(
+                    f.path.startswith(str(temp)) for f in process.open_files()):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
 def test_batch_on_an_existing_cluster_given_by_address(project: Path, fake_server: FakeLLMServer) -> None:
     """`ray start --head` on loopback (as a person would start a cluster), then `--ray-address` from the CLI."""
     import psutil
@@ -333,15 +348,16 @@ def test_batch_on_an_existing_cluster_given_by_address(project: Path, fake_serve
         results = [json.loads(line) for line in (project / "out.jsonl").read_text().splitlines()]
         assert sorted(r["row"] for r in results) == [1, 2, 3, 4]
         assert all(r["status"] == "completed" for r in results)
-        head = [p for p in psutil.process_iter(["cmdline"]) if str(temp) in " ".join(p.info["cmdline"] or [])]
+        head = _started_under(temp)
         assert head
         outside = [(c.laddr.ip, c.laddr.port) for c in psutil.net_connections(kind="inet")
                    if c.status == psutil.CONN_LISTEN and c.pid in {p.pid for p in head}
                    and not _is_loopback(c.laddr.ip)]
         assert outside == []
     finally:
-        for process in psutil.process_iter(["cmdline"]):  # only the head this test started
-            if str(temp) in " ".join(process.info["cmdline"] or []):
+        for _ in range(3):  # only the head this test started; its agents may outlive the raylet a moment
+            for process in _started_under(temp):
                 with contextlib.suppress(psutil.Error):
                     process.kill()
+            time.sleep(0.5)
         shutil.rmtree(temp, ignore_errors=True)
