@@ -39,6 +39,7 @@ class RowResult(TypedDict, total=False):
     log: str | None  # the row's memory log
     error: str | None  # one line: why the row failed
     stop_batch: bool  # a mistake every row would hit (config, pipeline, keys): the batch stops
+    worker: str  # on Ray: which worker process ran the row ("<node id prefix>:<pid>")
 
 
 def read_results(path: Path) -> tuple[list[RowResult], int]:

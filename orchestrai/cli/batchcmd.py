@@ -17,7 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..batch import BatchHook, BatchOptions, BatchSummary, LocalExecutor, RowResult, Tally, run_batch
+from ..batch.executor import Executor
 from ..batch.rows import check_data_file, parse_map
+from ..errors import InputError
 from .render import stderr_console
 
 PLAIN_EVERY_S = 10.0  # the plain view prints a progress line at each twentieth, or after this long
@@ -39,6 +41,8 @@ class BatchRequest:
     log_dir: Path | None = None
     quiet: bool = False
     as_json: bool = False
+    executor: str = "local"  # or "ray"
+    ray_address: str | None = None  # None with ray: a local Ray instance on 127.0.0.1
 
 
 def batch_command(request: BatchRequest) -> int:
@@ -47,6 +51,7 @@ def batch_command(request: BatchRequest) -> int:
 
     skip_pydantic_plugin_scan()
     check_data_file(request.data)  # before the project opens: the plainest mistake first
+    executor = make_executor(request)
     options = BatchOptions(request.pipeline, request.data, config=request.config, mapping=parse_map(request.maps),
                            results=request.output, concurrency=request.concurrency, resume=request.resume,
                            dry_run=request.dry_run, use_cache=not request.no_cache, budget_usd=request.budget,
@@ -55,7 +60,7 @@ def batch_command(request: BatchRequest) -> int:
     hooks: list[BatchHook] = [] if request.as_json else [PlainBatchProgress(console, quiet=True)] if request.quiet \
         else [LiveBatchProgress(console) if console.is_terminal else PlainBatchProgress(console)]
     try:
-        summary = asyncio.run(run_batch(options, executor=LocalExecutor(request.concurrency), hooks=hooks))
+        summary = asyncio.run(run_batch(options, executor=executor, hooks=hooks))
     except KeyboardInterrupt:
         console.print("[magenta]interrupted[/]; finished rows are in the results file (run again with --resume)",
                       highlight=False)
@@ -63,6 +68,22 @@ def batch_command(request: BatchRequest) -> int:
     if request.as_json:
         sys.stdout.write(json.dumps(summary.as_json(), indent=2, ensure_ascii=False) + "\n")
     return exit_code(summary, request.allow_failures, console)
+
+
+def make_executor(request: BatchRequest) -> Executor:
+    """The local executor, or Ray's (its absence named with the extra that installs it)."""
+    if request.executor == "local":
+        if request.ray_address:
+            raise InputError("--ray-address needs --executor ray", hint="add --executor ray")
+        return LocalExecutor(request.concurrency)
+    if request.executor != "ray":
+        raise InputError(f"--executor {request.executor!r} is not an executor", hint="use local or ray")
+    from ..cluster.connect import require_ray
+
+    require_ray()
+    from ..cluster.executor import RayExecutor
+
+    return RayExecutor(request.ray_address)
 
 
 def exit_code(summary: BatchSummary, allow_failures: bool, console: Console) -> int:

@@ -67,15 +67,25 @@ def run(
     resume: str | None = typer.Option(None, "--resume", metavar="RUN",
                                       help="Reuse matching steps of an earlier run (id or log path)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer calls from the call cache."),
+    from_run: str | None = typer.Option(None, "--from-run", metavar="RUN",
+                                        help="With --only: take the step's inputs from this run (id or log path)."),
+    only: str | None = typer.Option(None, "--only", metavar="STEP", help="Run only this step (needs --from-run)."),
+    watch: bool = typer.Option(False, "--watch", help="Run again whenever the pipeline, a prompt, schema or module "
+                               "is saved, reusing unchanged steps; show what changed."),
 ) -> None:
     """Run a pipeline."""
     from .runcmd import RunRequest, run_command
 
-    code = run_command(RunRequest(pipeline=pipeline, config=config, inputs=inputs, input_files=input_files,
-                                  dry_run=dry_run, stream=stream, max_concurrency=max_concurrency, log_dir=log_dir,
-                                  quiet=quiet, as_json=as_json, use_wandb=use_wandb, workspace=workspace, yes=yes,
-                                  no_exec=no_exec, budget=budget, resume=resume, no_cache=no_cache))
-    raise typer.Exit(code)
+    request = RunRequest(pipeline=pipeline, config=config, inputs=inputs, input_files=input_files,
+                         dry_run=dry_run, stream=stream, max_concurrency=max_concurrency, log_dir=log_dir,
+                         quiet=quiet, as_json=as_json, use_wandb=use_wandb, workspace=workspace, yes=yes,
+                         no_exec=no_exec, budget=budget, resume=resume, no_cache=no_cache,
+                         from_run=from_run, only=only, watch=watch)
+    if watch:
+        from .watchcmd import watch_command
+
+        raise typer.Exit(watch_command(request))
+    raise typer.Exit(run_command(request))
 
 
 @app.command("eval")
@@ -117,6 +127,9 @@ def batch(
     log_dir: Path | None = LogDirOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
     as_json: bool = typer.Option(False, "--json", help="Print the batch summary as JSON on stdout."),
+    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (rows as Ray tasks)."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="An existing Ray cluster's head, HOST:PORT "
+                                           "(default: a Ray instance started here on 127.0.0.1)."),
 ) -> None:
     """Run a pipeline once per row of a data file, rows at once, sharing limits, budget and cache."""
     from .batchcmd import BatchRequest, batch_command
@@ -124,7 +137,8 @@ def batch(
     raise typer.Exit(batch_command(BatchRequest(pipeline=pipeline, data=data, config=config, maps=maps, output=output,
                                                 concurrency=concurrency, resume=resume, allow_failures=allow_failures,
                                                 budget=budget, dry_run=dry_run, no_cache=no_cache, log_dir=log_dir,
-                                                quiet=quiet, as_json=as_json)))
+                                                quiet=quiet, as_json=as_json, executor=executor,
+                                                ray_address=ray_address)))
 
 
 @app.command()

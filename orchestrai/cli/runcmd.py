@@ -17,12 +17,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..api import Hook
+from ..engine.only import only_step
 from ..engine.options import RunOptions
 from ..engine.resume import ResumeSource
 from ..engine.runner import RunResult, resumed_inputs, run_pipeline, start_inputs_needed
+from ..errors import InputError
 from ..observe.memory_log import MemoryLog
 from ..observe.progress import LiveProgress, PlainProgress, summary_table
 from ..observe.runs import find_run
+from ..pipeline.graph import PipelineGraph
 from ..project import Project
 from .render import stderr_console
 from .run_inputs import parse_inputs, read_piped_stdin
@@ -53,6 +56,9 @@ class RunRequest:
     budget: float | None = None
     resume: str | None = None
     no_cache: bool = False
+    from_run: str | None = None  # with only: that step again, its inputs from this run's log
+    only: str | None = None
+    watch: bool = False  # the `run` command hands the request to watchcmd.watch_command
 
 
 def run_command(request: RunRequest) -> int:
@@ -61,15 +67,34 @@ def run_command(request: RunRequest) -> int:
 
     skip_pydantic_plugin_scan()
     project = Project.open(request.config)
+    graph, resume = load_for_run(request, project)
+    return execute(request, project, graph, resume, stderr_console())[0]
+
+
+def load_for_run(request: RunRequest, project: Project) -> tuple[PipelineGraph, ResumeSource | None]:
+    """The graph to run and what to reuse: --resume, or --from-run with --only (the graph cut to that step)."""
+    if (request.only is None) != (request.from_run is None):
+        raise InputError("--only and --from-run go together", hint="e.g. --from-run 3f2a9c1d --only review")
+    if request.from_run is not None and request.resume is not None:
+        raise InputError("--from-run and --resume cannot be combined", hint="use one of them")
     log_dir = request.log_dir or project.config.log_dir
-    resume = _resume_source(log_dir, request.resume) if request.resume else None
-    graph = project.load(request.pipeline or (Path(resume.pipeline_path) if resume and resume.pipeline_path else None))
+    ref = request.resume or request.from_run
+    source = _resume_source(log_dir, ref) if ref else None
+    graph = project.load(request.pipeline or (Path(source.pipeline_path) if source and source.pipeline_path else None))
+    if source is not None and request.only is not None:
+        graph, source = only_step(graph, source, request.only)
+    return graph, source
+
+
+def execute(request: RunRequest, project: Project, graph: PipelineGraph, resume: ResumeSource | None,
+            console: Console) -> tuple[int, RunResult | None, Path | None]:
+    """One run: (exit code, result, memory log path); the result is None when interrupted."""
+    log_dir = request.log_dir or project.config.log_dir
     inputs = parse_inputs(request.inputs, request.input_files)
     reused = resumed_inputs(graph, project.registry, resume) if resume is not None else {}
     # Inputs the earlier run had are reused (by the runner), not asked for again.
     _ask_for_missing_inputs(inputs, [name for name in start_inputs_needed(graph, project.registry)
                                      if name not in reused])
-    console = stderr_console()
     memory_log = MemoryLog(log_dir)  # redacts with the run's own Redactor (every key config and providers hold)
     display = _display_hooks(request, console)
     hooks: list[Hook] = [memory_log, *display, *_wandb_hooks(request, project)]
@@ -82,9 +107,9 @@ def run_command(request: RunRequest) -> int:
         result = asyncio.run(run_pipeline(graph, project.config, project.registry, options, hooks))
     except KeyboardInterrupt:
         console.print(f"[magenta]interrupted[/]; finished steps are in {_shown(memory_log.path)}", highlight=False)
-        return EXIT_CODES["interrupted"]
+        return EXIT_CODES["interrupted"], None, memory_log.path
     _report(request, console, result, memory_log.path)
-    return EXIT_CODES.get(result.status, 1)
+    return EXIT_CODES.get(result.status, 1), result, memory_log.path
 
 
 def _resume_source(log_dir: Path, ref: str) -> ResumeSource:
