@@ -439,18 +439,15 @@ def test_two_concurrent_requests_overlap():
             async with oai(srv) as client, claude(srv) as claude_client:
                 await client.models.list()  # warm up the client outside the timed part
                 await claude_client.models.list()
-                started = time.monotonic()
                 await asyncio.gather(
                     client.chat.completions.create(model=OPENAI_MODEL, messages=[{"role": "user", "content": "a"}]),
                     claude_client.messages.create(
                         model=CLAUDE_MODEL, max_tokens=8, messages=[{"role": "user", "content": "b"}], stream=True
                     ),
                 )
-                return time.monotonic() - started
 
-        wall = asyncio.run(go())
+        asyncio.run(go())  # no wall-clock bound: the handled intervals below show the overlap
         assert srv.max_in_flight == 2
-        assert wall < 0.55
         (s1, e1, _), (s2, e2, _) = [entry for entry in srv.in_flight_log if "models" not in entry[2]]
         assert max(s1, s2) < min(e1, e2)  # the two handled intervals overlap
         assert min(e1 - s1, e2 - s2) >= 0.3
