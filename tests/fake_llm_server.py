@@ -525,16 +525,8 @@ class FakeLLMServer:
         usage: tuple[int, int] | None = None,
         match: str | None = None,
     ) -> None:
-        reply = ScriptedReply(
-            text=text,
-            status=int(status),
-            latency_s=latency_s,
-            headers={str(k): str(v) for k, v in (headers or {}).items()},
-            usage=usage,
-            match=match,
-        )
-        with self._lock:
-            self._queue.append(reply)
+        self._enqueue(ScriptedReply(text=text, status=int(status), latency_s=latency_s,
+                                    headers=_header_strings(headers), usage=usage, match=match))
 
     def queue_tool_calls(
         self,
@@ -546,14 +538,10 @@ class FakeLLMServer:
         usage: tuple[int, int] | None = None,
         match: str | None = None,
     ) -> None:
-        reply = ScriptedReply(
-            text=text,
-            latency_s=latency_s,
-            headers={str(k): str(v) for k, v in (headers or {}).items()},
-            usage=usage,
-            match=match,
-            tool_calls=scripted_calls(calls),
-        )
+        self._enqueue(ScriptedReply(text=text, latency_s=latency_s, headers=_header_strings(headers), usage=usage,
+                                    match=match, tool_calls=scripted_calls(calls)))
+
+    def _enqueue(self, reply: ScriptedReply) -> None:
         with self._lock:
             self._queue.append(reply)
 
@@ -1074,3 +1062,7 @@ class FakeLLMServer:
                 }
             }
         self._send_json(h, status, payload, extra_headers)
+
+
+def _header_strings(headers: dict | None) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (headers or {}).items()}

@@ -31,16 +31,18 @@ def prompts(project: Path) -> None:
     write(project / "system_prompts" / "critic.md", "You are a critic. Score the draft from 1 to 10.\n")
 
 
-def fanout_pipeline(project: Path, extra: str = "max_concurrency: 2", *, aside: bool = True) -> Path:
-    """A planner, a fan-out of researchers, a synthesizer; and (`aside`) an independent step beside them."""
+def fanout_pipeline(project: Path, extra: str = "max_concurrency: 2", *, aside: bool = True,
+                    synth: bool = True) -> Path:
+    """A planner and a fan-out of researchers; (`synth`) a synthesizer of their findings; and (`aside`)
+    an independent step beside them."""
     prompts(project)
-    independent = "\n          - {module: writer, inputs: [request], output_name: aside}" if aside else ""
+    after = "\n          - {module: synth, inputs: [findings], output_name: report}" if synth else ""
+    after += "\n          - {module: writer, inputs: [request], output_name: aside}" if aside else ""
     return write(project / "fan.yml", f"""
         pipeline:
           - {{module: start_module, output_name: request}}
           - {{module: planner, inputs: [request], output_name: plan, output_schema: {PLAN_SCHEMA}}}
-          - {{module: researcher, foreach: plan.topics, as: topic, {extra}, output_name: findings}}
-          - {{module: synth, inputs: [findings], output_name: report}}{independent}
+          - {{module: researcher, foreach: plan.topics, as: topic, {extra}, output_name: findings}}{after}
         """)
 
 
@@ -73,13 +75,7 @@ def test_fanout_respects_max_concurrency_and_keeps_item_order(project: Path, ser
 
 def test_peak_in_flight_at_the_server_never_exceeds_the_step_cap(project: Path, server_config: Path, keys: dict,
                                                                  fake_server: FakeLLMServer) -> None:
-    prompts(project)
-    path = write(project / "fan.yml", f"""
-        pipeline:
-          - {{module: start_module, output_name: request}}
-          - {{module: planner, inputs: [request], output_name: plan, output_schema: {PLAN_SCHEMA}}}
-          - {{module: researcher, foreach: plan.topics, as: topic, max_concurrency: 3, output_name: findings}}
-        """)
+    path = fanout_pipeline(project, "max_concurrency: 3", aside=False, synth=False)
     queue_plan(fake_server, [f"t{n}" for n in range(12)])
     fake_server.latency_s = 0.05
     result, _ = run_library(path, inputs={"request": "R"}, use_cache=False, max_concurrency=8)
@@ -332,14 +328,7 @@ def test_resume_reuses_loop_iterations_and_reruns_from_a_change(project: Path, s
 
 def test_the_run_budget_stops_a_fanout_between_items(project: Path, server_config: Path, keys: dict,
                                                      fake_server: FakeLLMServer) -> None:
-    prompts(project)
-    path = write(project / "fan.yml", f"""
-        pipeline:
-          - {{module: start_module, output_name: request}}
-          - {{module: planner, inputs: [request], output_name: plan, output_schema: {PLAN_SCHEMA}}}
-          - {{module: researcher, foreach: plan.topics, as: topic, max_concurrency: 1, output_name: findings}}
-          - {{module: synth, inputs: [findings], output_name: report}}
-        """)
+    path = fanout_pipeline(project, "max_concurrency: 1", aside=False)
     text = server_config.read_text().replace("  model: gpt-4o-mini\n", "  model: pricey-model\n  max_tokens: 10\n")
     write(project / "config.yml", text + "pricing:\n  pricey-model: {input: 0.0, output: 1000.0}\n")
     fake_server.queue_reply(json.dumps({"topics": TOPICS}), match="You are a planner", usage=(1, 5))
