@@ -158,6 +158,16 @@ class StepRetrying:
 
 
 @dataclass(frozen=True)
+class RateLimitWaited:
+    """A call waited for a rate limit (its model's or provider's) before it could start."""
+
+    step_id: str
+    provider: str
+    model: str
+    wait_s: float
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something the user should know that is not a step's own outcome (e.g. the cache was bypassed)."""
 
@@ -194,11 +204,11 @@ class RunFinished:
 
 
 Event = (RunStarted | StepStarted | StepToken | CallFinished | StepRetrying | Notice | StepEnded | RunFinished
-         | FanoutStarted | LoopIteration | ToolCalled)
+         | FanoutStarted | LoopIteration | ToolCalled | RateLimitWaited)
 
 
 EVENT_TYPES: tuple[type, ...] = (RunStarted, StepStarted, StepToken, CallFinished, StepRetrying, Notice, StepEnded,
-                                 RunFinished, FanoutStarted, LoopIteration, ToolCalled)
+                                 RunFinished, FanoutStarted, LoopIteration, ToolCalled, RateLimitWaited)
 
 
 @runtime_checkable

@@ -24,6 +24,7 @@ from ..api import (
     Provider,
     RunFacts,
     StepEnded,
+    RateLimitWaited,
     StepRecord,
     StepRetrying,
     StepStarted,
@@ -174,6 +175,7 @@ class StepContext:
     scope: Mapping[str, Any] | None = None  # a sub-pipeline's run inputs (None: the run's)
     spawn: Spawn | None = None  # runs a module or sub-pipeline offered as a tool (set for steps with tools)
     _structured: Any = field(default=None, repr=False)  # the value complete_structured last returned
+    _limit_wait: float = field(default=0.0, repr=False)  # the last attempt's wait for rate limits (s)
 
     @property
     def run_id(self) -> str:
@@ -276,8 +278,11 @@ class StepContext:
                 break
             except ProviderError as exc:
                 await asyncio.sleep(self._after_failed_attempt(exc, policy, attempt, model, started))
-        self.record.attempts.append({"attempt": attempt, "model": model, "started_at": started,
-                                     "latency_s": round(completion.latency_s, 4)})
+        entry = {"attempt": attempt, "model": model, "started_at": started,
+                 "latency_s": round(completion.latency_s, 4)}
+        if self._limit_wait:
+            entry["rate_limit_wait_s"] = self._limit_wait
+        self.record.attempts.append(entry)
         cost = 0.0 if free else run.prices.cost(completion.model, completion.usage.input_tokens,
                                                 completion.usage.output_tokens)
         if key is not None and run.cache is not None:
@@ -300,8 +305,11 @@ class StepContext:
         error = self.run.redact(exc.message)
         retry = exc.retryable and attempt < policy.max_attempts
         wait = backoff(policy, attempt, exc.retry_after_s) if retry else 0.0
-        self.record.attempts.append({"attempt": attempt, "model": model, "started_at": started,
-                                     "error": error, "kind": exc.kind, "wait_s": round(wait, 3)})
+        entry = {"attempt": attempt, "model": model, "started_at": started,
+                 "error": error, "kind": exc.kind, "wait_s": round(wait, 3)}
+        if self._limit_wait:
+            entry["rate_limit_wait_s"] = self._limit_wait
+        self.record.attempts.append(entry)
         if not retry:
             tried = f" after {attempt} attempts" if attempt > 1 else ""
             inferred = self.run.config.inference_note(self.step)
@@ -332,7 +340,8 @@ class StepContext:
                     raise BudgetExceeded(f"{exc.message} (the budget_usd of its role)",
                                          hint="raise the role's budget_usd") from None
         limiters = run.rate_limits.limiters_for(provider.name, model)
-        permits = await self._acquire(limiters, tokens) if limiters else ()
+        self._limit_wait = 0.0
+        permits = await self._acquire(limiters, tokens, provider.name, model) if limiters else ()
         completion = None
         try:
             call = provider.complete(messages, settings, on_token=on_token)
@@ -353,10 +362,12 @@ class StepContext:
                 if role_budget is not None and role_reservation is not None:
                     role_budget.settle(role_reservation, cost)
 
-    async def _acquire(self, limiters: list[SlidingWindowLimiter],
-                       tokens: int) -> list[tuple[SlidingWindowLimiter, Any]]:
+    async def _acquire(self, limiters: list[SlidingWindowLimiter], tokens: int, provider: str,
+                       model: str) -> list[tuple[SlidingWindowLimiter, Any]]:
+        """Permits from every limiter; a wait of 10 ms or more is recorded on the attempt and emitted."""
         permits: list[tuple[SlidingWindowLimiter, Any]] = []
         priority = (-self.step.priority, self.step.index)
+        began = time.perf_counter()
         try:
             for limiter in limiters:
                 permits.append((limiter, await limiter.acquire(tokens, priority)))
@@ -364,6 +375,11 @@ class StepContext:
             for limiter, permit in permits:
                 limiter.release(permit, None)
             raise
+        waited = time.perf_counter() - began
+        if waited >= 0.01:  # an admission without waiting takes microseconds; below 10 ms is noise
+            self._limit_wait = round(waited, 3)
+            if self.run.bus.wants(RateLimitWaited):
+                self.run.bus.emit(RateLimitWaited(self.step.id, provider, model, self._limit_wait))
         return permits
 
     def _check_step_budget(self, worst: float | None, model: str) -> None:
