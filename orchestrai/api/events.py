@@ -85,6 +85,7 @@ class RunStarted:
     resumed_from: str | None = None  # the run id this run reuses steps from
     step_modules: tuple[tuple[str, str], ...] = ()  # (module, output_name) per step id, same order
     dry_run: bool = False
+    edges: tuple[tuple[str, str], ...] = ()  # (producer, consumer) step ids of the top-level graph
     # The run's own redactor (every key its config and providers hold): whatever a hook writes or
     # sends goes through it, so redaction never depends on the caller passing one.
     redact: Callable[[str], str] = field(default=unredacted, repr=False, compare=False)

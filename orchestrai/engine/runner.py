@@ -86,7 +86,8 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
                             tuple(step.id for step in graph.pipeline.steps), started, config.redacted(), versions(),
                             resumed_from=options.resume.run_id if options.resume else None,
                             step_modules=tuple((step.module, step.output_name) for step in graph.pipeline.steps),
-                            dry_run=options.dry_run, redact=run.redact))
+                            dry_run=options.dry_run, redact=run.redact,
+                            edges=tuple((a, b) for a, after in graph.successors.items() for b in after)))
     for text in config.notices:  # e.g. a config in the original OrchestrAI's format, and how it was read
         bus.emit(Notice(text))
     if not options.dry_run and _on_local_default(graph, config, registry):

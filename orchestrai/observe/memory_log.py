@@ -125,7 +125,8 @@ class MemoryLog:
         self.path = self.log_dir / f"{stamp}-{_slug(event.pipeline)}-{event.run_id}.json"
         self._header = {"run_id": event.run_id, "pipeline": event.pipeline, "pipeline_path": event.pipeline_path,
                         "started_at": iso(event.started_at), "config": event.config, "versions": event.versions,
-                        "resumed_from": event.resumed_from, "dry_run": event.dry_run}
+                        "resumed_from": event.resumed_from, "dry_run": event.dry_run,
+                        "edges": [list(edge) for edge in event.edges]}
         assert self.journal_path is not None
         self._journal = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         # step_modules is optional (it defaults to ()): without it the plan is empty and the reader shows "?".
