@@ -131,20 +131,11 @@ def render_svg(nodes: Sequence[DagNode], edges: Sequence[tuple[str, str]], *, ti
     by_id = {node.id: node for node in nodes}
     drawn = [(source, target) for source, target in dict.fromkeys(edges)
              if source in by_id and target in by_id and source != target]
-    groups = order_layers(layers(list(by_id), drawn), drawn)
-    top = MARGIN + (TITLE_HEIGHT if title else 0)
-    tallest = max((len(group) for group in groups), default=0)
-    column_height = tallest * (NODE_HEIGHT + ROW_GAP) - ROW_GAP
-    places: dict[str, tuple[float, float]] = {}  # node id -> its box's top-left corner
-    for column, group in enumerate(groups):
-        offset = (column_height - (len(group) * (NODE_HEIGHT + ROW_GAP) - ROW_GAP)) / 2
-        for row, node_id in enumerate(group):
-            places[node_id] = (MARGIN + column * (NODE_WIDTH + COLUMN_GAP),
-                               top + offset + row * (NODE_HEIGHT + ROW_GAP))
-    width = MARGIN * 2 + max(len(groups) * (NODE_WIDTH + COLUMN_GAP) - COLUMN_GAP, NODE_WIDTH)
-    height: float = top + max(column_height, 0) + MARGIN
-    overlays = [_children_block(by_id[node_id], *places[node_id]) for node_id in by_id if by_id[node_id].children]
-    height = max([height, *(bottom for _, bottom in overlays)])
+    layout = _Layout.of(order_layers(layers(list(by_id), drawn), drawn), drawn,
+                        MARGIN + (TITLE_HEIGHT if title else 0))
+    overlays = [_children_block(by_id[node_id], *layout.places[node_id]) for node_id in by_id
+                if by_id[node_id].children]
+    width, height = layout.width, max([layout.height, *(bottom for _, bottom in overlays)])
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="dag" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" '
@@ -156,22 +147,67 @@ def render_svg(nodes: Sequence[DagNode], edges: Sequence[tuple[str, str]], *, ti
         parts.append(f'<text class="dag-title" x="{MARGIN}" y="{MARGIN + 14}" font-size="15" '
                      f'font-weight="600">{escape(_cap(title, 120))}</text>')
     parts.append('<g class="edges">')
-    parts += (_edge(source, target, places) for source, target in drawn)
+    parts += (layout.edge(source, target) for source, target in drawn)
     parts.append('</g><g class="nodes">')
-    parts += (_node(by_id[node_id], *places[node_id]) for group in groups for node_id in group)
+    parts += (_node(by_id[node_id], *layout.places[node_id]) for group in layout.groups for node_id in group)
     parts.append("</g>")
     parts += (block for block, _ in overlays)
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def _edge(source: str, target: str, places: dict[str, tuple[float, float]]) -> str:
-    x1, y1 = places[source][0] + NODE_WIDTH, places[source][1] + NODE_HEIGHT / 2
-    x2, y2 = places[target][0], places[target][1] + NODE_HEIGHT / 2
-    bend = max((x2 - x1) / 2, 24)
-    return (f'<path class="edge" data-from="{escape(source)}" data-to="{escape(target)}" '
-            f'd="M{x1:.1f},{y1:.1f} C{x1 + bend:.1f},{y1:.1f} {x2 - bend:.1f},{y2:.1f} {x2:.1f},{y2:.1f}" '
-            'fill="none" stroke="#888" stroke-width="1.3" marker-end="url(#dag-arrow)"/>')
+LANE_GAP = 9  # between the lanes of edges that skip columns
+MAX_LANES = 8
+
+
+@dataclass
+class _Layout:
+    """Where each box goes. An edge that skips columns runs in a lane above the columns it passes, so it
+    never hides behind the boxes of its row (a chain with shortcuts would draw them on top of each other)."""
+
+    groups: list[list[str]]
+    places: dict[str, tuple[float, float]]  # node id -> its box's top-left corner
+    column: dict[str, int]
+    tops: list[float]  # each column's highest box
+    width: float
+    height: float
+    lanes: dict[tuple[str, str], int]
+
+    @classmethod
+    def of(cls, groups: list[list[str]], edges: list[tuple[str, str]], top: float) -> _Layout:
+        column = {node_id: index for index, group in enumerate(groups) for node_id in group}
+        long_edges = sorted((edge for edge in edges if column[edge[1]] - column[edge[0]] > 1),
+                            key=lambda edge: column[edge[1]] - column[edge[0]])  # the longest in the highest lane
+        lanes = {edge: index % MAX_LANES for index, edge in enumerate(long_edges)}
+        top += LANE_GAP * (min(len(long_edges), MAX_LANES) + 1) if long_edges else 0
+        tallest = max((len(group) for group in groups), default=0)
+        column_height = max(tallest * (NODE_HEIGHT + ROW_GAP) - ROW_GAP, 0)
+        places: dict[str, tuple[float, float]] = {}
+        tops = []
+        for index, group in enumerate(groups):
+            offset = (column_height - (len(group) * (NODE_HEIGHT + ROW_GAP) - ROW_GAP)) / 2
+            tops.append(top + offset)
+            for row, node_id in enumerate(group):
+                places[node_id] = (MARGIN + index * (NODE_WIDTH + COLUMN_GAP),
+                                   top + offset + row * (NODE_HEIGHT + ROW_GAP))
+        width = MARGIN * 2 + max(len(groups) * (NODE_WIDTH + COLUMN_GAP) - COLUMN_GAP, NODE_WIDTH)
+        return cls(groups, places, column, tops, width, top + column_height + MARGIN, lanes)
+
+    def edge(self, source: str, target: str) -> str:
+        x1, y1 = self.places[source][0] + NODE_WIDTH, self.places[source][1] + NODE_HEIGHT / 2
+        x2, y2 = self.places[target][0], self.places[target][1] + NODE_HEIGHT / 2
+        lane = self.lanes.get((source, target))
+        if lane is None:
+            bend = max((x2 - x1) / 2, 24)
+            path = f"M{x1:.1f},{y1:.1f} C{x1 + bend:.1f},{y1:.1f} {x2 - bend:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
+        else:
+            passed = self.tops[self.column[source] + 1:self.column[target]]
+            y = min(passed) - LANE_GAP * (lane + 1)
+            a, b = x1 + COLUMN_GAP / 2, x2 - COLUMN_GAP / 2
+            path = (f"M{x1:.1f},{y1:.1f} C{a:.1f},{y1:.1f} {a - 12:.1f},{y:.1f} {a + 12:.1f},{y:.1f} "
+                    f"L{b - 12:.1f},{y:.1f} C{b + 12:.1f},{y:.1f} {b:.1f},{y2:.1f} {x2:.1f},{y2:.1f}")
+        return (f'<path class="edge" data-from="{escape(source)}" data-to="{escape(target)}" d="{path}" '
+                'fill="none" stroke="#888" stroke-width="1.3" marker-end="url(#dag-arrow)"/>')
 
 
 def _node(node: DagNode, x: float, y: float) -> str:
@@ -197,14 +233,27 @@ def _node(node: DagNode, x: float, y: float) -> str:
     if node.status:
         lines.append(f'<text class="status" x="{x + 10:.1f}" y="{y + 35:.1f}" fill="{stroke}">'
                      f"{escape(node.status)}</text>")
-    if node.note:
-        lines.append(f'<text class="note" x="{x + 10:.1f}" y="{y + 50:.1f}" font-size="10.5" fill="#555">'
-                     f"{escape(_cap(node.note, MAX_NOTE))}{' ▸' if node.children else ''}</text>")
-    elif node.children:
-        lines.append(f'<text class="note" x="{x + 10:.1f}" y="{y + 50:.1f}" font-size="10.5" fill="#555">'
-                     f"{len(node.children)} inside ▸</text>")
+    note = node.note or (f"{len(node.children)} inside" if node.children else "")
+    if note:
+        lines.append(_note(note + (" ▸" if node.children else ""), x, y, two_lines=not node.status
+                           and node.duration_s is None))
     lines.append("</g>")
     return "".join(lines)
+
+
+def _note(note: str, x: float, y: float, *, two_lines: bool) -> str:
+    """A node's note: its last line, or (nothing else to show: a pipeline before a run) its last two."""
+    start = f'<text class="note" x="{x + 10:.1f}" y="{y + 50:.1f}" font-size="10.5" fill="#555">'
+    note = " ".join(note.split())
+    if two_lines:
+        start = start.replace(f'y="{y + 50:.1f}"', f'y="{y + 36:.1f}"')
+    if not two_lines or len(note) <= MAX_NOTE:
+        return f"{start}{escape(_cap(note, MAX_NOTE))}</text>"
+    cut = note.rfind(" ", 0, MAX_NOTE + 1)
+    cut = cut if cut > MAX_NOTE // 2 else MAX_NOTE
+    first, rest = note[:cut].rstrip(), note[cut:].lstrip()
+    return (f'{start}<tspan x="{x + 10:.1f}">{escape(first)}</tspan>'
+            f'<tspan x="{x + 10:.1f}" dy="14">{escape(_cap(rest, MAX_NOTE))}</tspan></text>')
 
 
 def _children_block(node: DagNode, x: float, y: float) -> tuple[str, float]:
