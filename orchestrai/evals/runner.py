@@ -6,15 +6,15 @@ a bug in a module) fails its own cell and never the others.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..batch.executor import Executor, LocalExecutor
 from ..engine.options import RunOptions
-from ..engine.runner import RunResult, run_pipeline
+from ..engine.runner import RunResult, new_run_id, run_pipeline
 from ..engine.shared import Shared
 from ..errors import OrchestraiError
 from ..observe.memory_log import MemoryLog
@@ -39,6 +39,7 @@ class RunOutcome:
     assertions: list[AssertionResult] = field(default_factory=list)
     error: str | None = None  # the run (or the test) could not be run: one line
     log_path: str | None = None
+    worker: str | None = None  # on Ray: the worker process that ran it
 
 
 @dataclass
@@ -108,30 +109,36 @@ class EvalOptions:
     variants: list[str] = field(default_factory=list)  # only these (all when empty)
     concurrency: int | None = None  # None: the eval file's
     on_done: Callable[[Cell, RunOutcome], None] | None = None  # progress
+    executor: Executor | None = None  # None: a LocalExecutor of `concurrency` runs at once; or a RayExecutor
 
 
 async def run_eval(plan: EvalPlan, options: EvalOptions | None = None) -> EvalReport:
+    """Every test x variant x repeat as one executor task (a run and its assertions), one `Shared` for all."""
+    from .worker import EvalRunner
+
     options = options or EvalOptions()
     variants = [v for v in plan.variants if not options.variants or v.name in options.variants]
     config = plan.project.config
     shared = Shared.open(config, budget_usd=options.budget_usd, use_cache=options.use_cache,
                          providers=options.providers)
     cells = {(t.name, v.name): Cell(t.name, v.name) for v in variants for t in plan.tests}
-    gate = asyncio.Semaphore(options.concurrency or plan.spec.concurrency)
+    runs = [(v, t, index, r) for v in variants for index, t in enumerate(plan.tests)
+            for r in range(1, plan.spec.repeat + 1)]
+    tasks = ((n, {"variant": v.name, "test": index, "repeat": r}) for n, (v, _, index, r) in enumerate(runs))
     log_dir = options.log_dir or config.log_dir / "evals" / plan.name
+    runner = EvalRunner(plan.path, config.path, f"eval-{new_run_id()}", log_dir, options.use_cache,
+                        options.budget_usd).attach(plan, shared)
+    executor = options.executor or LocalExecutor(options.concurrency or plan.spec.concurrency)
     started = time.time()
-
-    async def one(variant: Variant, test: EvalTest, repeat: int) -> None:
-        async with gate:
-            outcome = await run_test(plan, variant, test, repeat, shared, options, log_dir)
-        cell = cells[(test.name, variant.name)]
-        cell.runs.append(outcome)
-        if options.on_done is not None:
-            options.on_done(cell, outcome)
-
     try:
-        await asyncio.gather(*(one(v, t, r) for v in variants for t in plan.tests
-                               for r in range(1, plan.spec.repeat + 1)))
+        async for result in executor.run_rows(tasks, runner):
+            variant, test, _, repeat = runs[result["row"]]
+            outcome = result.get("outcome") or RunOutcome(repeat, False, 0.0, None, 0.0, error=result.get("error"))
+            outcome.worker = result.get("worker")
+            cell = cells[(test.name, variant.name)]
+            cell.runs.append(outcome)
+            if options.on_done is not None:
+                options.on_done(cell, outcome)
     finally:
         await shared.aclose()
     for cell in cells.values():
@@ -143,11 +150,11 @@ async def run_eval(plan: EvalPlan, options: EvalOptions | None = None) -> EvalRe
 
 
 async def run_test(plan: EvalPlan, variant: Variant, test: EvalTest, repeat: int, shared: Shared,
-                   options: EvalOptions, log_dir: Path) -> RunOutcome:
+                   use_cache: bool, log_dir: Path) -> RunOutcome:
     """One run and its assertions; whatever goes wrong becomes the outcome's one-line error."""
     if test.error is not None:
         return RunOutcome(repeat, False, 0.0, None, 0.0, error=test.error)
-    use_cache = options.use_cache and plan.spec.repeat == 1  # repeats measure the model, not the cache
+    use_cache = use_cache and plan.spec.repeat == 1  # repeats measure the model, not the cache
     memory_log = MemoryLog(log_dir)
     run_options = RunOptions(run_inputs=dict(test.vars), shared=shared, use_cache=use_cache)
     started = time.monotonic()
