@@ -109,7 +109,9 @@ def _dot_text(text: str) -> str:
 
 
 def _dot_string(text: str) -> str:
-    return f'"{_dot_text(text)}"'
+    # In a quoted DOT id only `\"` is an escape (a backslash stays as it is): quotes escaped, and a
+    # backslash doubled so it can never escape our closing quote (valid step ids hold neither).
+    return '"' + " ".join(text.split()).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def as_svg(view: PipelineView) -> str:
