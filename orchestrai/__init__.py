@@ -27,6 +27,7 @@ _EXPORTS = {
     "Hook": "orchestrai.api",
     "StepRecord": "orchestrai.api",
     "MemoryLog": "orchestrai.observe.memory_log",
+    "EventStream": "orchestrai.observe.event_stream",
     "Module": "orchestrai.api",
     "ModuleRegistry": "orchestrai.modules.base",
     "Message": "orchestrai.api",

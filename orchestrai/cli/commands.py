@@ -74,6 +74,9 @@ def run(
     only: str | None = typer.Option(None, "--only", metavar="STEP", help="Run only this step (needs --from-run)."),
     watch: bool = typer.Option(False, "--watch", help="Run again whenever the pipeline, a prompt, schema or module "
                                "is saved, reusing unchanged steps; show what changed."),
+    events: str | None = typer.Option(None, "--events", metavar="FILE",
+                                      help="Write every event as a JSON line to FILE as it happens ('-': stdout, "
+                                           "the human output then on stderr). See docs/events.md."),
 ) -> None:
     """Run a pipeline."""
     from .runcmd import RunRequest, run_command
@@ -82,7 +85,7 @@ def run(
                          dry_run=dry_run, stream=stream, max_concurrency=max_concurrency, log_dir=log_dir,
                          quiet=quiet, as_json=as_json, use_wandb=use_wandb, workspace=workspace, yes=yes,
                          no_exec=no_exec, budget=budget, resume=resume, no_cache=no_cache,
-                         from_run=from_run, only=only, watch=watch)
+                         from_run=from_run, only=only, watch=watch, events=events)
     if watch:
         from .watchcmd import watch_command
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 from rich.console import Console
@@ -59,6 +59,12 @@ class RunRequest:
     from_run: str | None = None  # with only: that step again, its inputs from this run's log
     only: str | None = None
     watch: bool = False  # the `run` command hands the request to watchcmd.watch_command
+    events: str | None = None  # a file for the JSON event lines, or "-": stdout (the human output on stderr)
+    event_stream: Hook | None = field(default=None, repr=False)  # opened once, shared by --watch's runs
+
+    @property
+    def events_on_stdout(self) -> bool:
+        return self.events == "-"
 
 
 def run_command(request: RunRequest) -> int:
@@ -68,7 +74,10 @@ def run_command(request: RunRequest) -> int:
     skip_pydantic_plugin_scan()
     project = Project.open(request.config)
     graph, resume = load_for_run(request, project)
-    return execute(request, project, graph, resume, stderr_console())[0]
+    try:
+        return execute(request, project, graph, resume, stderr_console())[0]
+    finally:
+        close_events(request)
 
 
 def load_for_run(request: RunRequest, project: Project) -> tuple[PipelineGraph, ResumeSource | None]:
@@ -94,10 +103,10 @@ def execute(request: RunRequest, project: Project, graph: PipelineGraph, resume:
     reused = resumed_inputs(graph, project.registry, resume) if resume is not None else {}
     # Inputs the earlier run had are reused (by the runner), not asked for again.
     _ask_for_missing_inputs(inputs, [name for name in start_inputs_needed(graph, project.registry)
-                                     if name not in reused])
+                                     if name not in reused], err=request.events_on_stdout)
     memory_log = MemoryLog(log_dir)  # redacts with the run's own Redactor (every key config and providers hold)
     display = _display_hooks(request, console)
-    hooks: list[Hook] = [memory_log, *display, *_wandb_hooks(request, project)]
+    hooks: list[Hook] = [memory_log, *display, *_wandb_hooks(request, project), *event_hooks(request)]
     options = RunOptions(run_inputs=inputs, dry_run=request.dry_run, stream=request.stream,
                          max_concurrency=request.max_concurrency, workspace=request.workspace,
                          allow_execution=request.yes or project.config.file.allow_execution, no_exec=request.no_exec,
@@ -112,19 +121,42 @@ def execute(request: RunRequest, project: Project, graph: PipelineGraph, resume:
     return EXIT_CODES.get(result.status, 1), result, memory_log.path
 
 
+def event_hooks(request: RunRequest) -> list[Hook]:
+    """The --events stream (made on first use, then the same for every run of --watch)."""
+    if request.events is None:
+        return []
+    if request.event_stream is None:
+        from ..observe.event_stream import EventStream
+
+        if request.events_on_stdout and request.as_json:
+            raise InputError("--events - and --json both write to stdout", hint="write the events to a file")
+        try:
+            request.event_stream = EventStream(sys.stdout if request.events_on_stdout else request.events,
+                                               tokens=request.stream)
+        except OSError as exc:
+            raise InputError(f"cannot write events to {request.events}: {exc.strerror or exc}") from None
+    return [request.event_stream]
+
+
+def close_events(request: RunRequest) -> None:
+    close = getattr(request.event_stream, "close", None)
+    if close is not None:
+        close()
+
+
 def _resume_source(log_dir: Path, ref: str) -> ResumeSource:
     path, log = find_run(log_dir, ref)
     return ResumeSource.from_log(path, log)
 
 
-def _ask_for_missing_inputs(inputs: dict[str, str], needed: list[str]) -> None:
+def _ask_for_missing_inputs(inputs: dict[str, str], needed: list[str], *, err: bool = False) -> None:
     """Fill run inputs from piped stdin (one missing input) or an interactive prompt on a TTY."""
     missing = [name for name in needed if name not in inputs]
     if not missing:
         return
     if sys.stdin is not None and sys.stdin.isatty():
         for name in missing:
-            inputs[name] = typer.prompt(f"{name}")
+            inputs[name] = typer.prompt(f"{name}", err=err)
         return
     if len(missing) == 1 and _stdin_has_data():
         piped = read_piped_stdin(sys.stdin)
@@ -187,29 +219,30 @@ def _report(request: RunRequest, console: Console, result: RunResult, log_path: 
                               highlight=False)
     if result.message:
         console.print(f"[yellow]{escape(result.message)}[/]", highlight=False)
+    out = sys.stderr if request.events_on_stdout else sys.stdout  # stdout then carries only the events
     if request.dry_run:
-        _print_dry_run(result)
+        _print_dry_run(result, out)
     elif result.status in ("completed", "partial"):
-        _print_outputs(result)
+        _print_outputs(result, out)
 
 
-def _print_outputs(result: RunResult) -> None:
+def _print_outputs(result: RunResult, out: TextIO) -> None:
     records = {r.id: r for r in result.records}
     finals = [records[step_id] for step_id in result.final_step_ids]
     for record in finals:
         if not record.succeeded:
             continue
         if len(finals) > 1:
-            sys.stdout.write(f"## {record.output_name}\n")
+            out.write(f"## {record.output_name}\n")
         output = record.output if isinstance(record.output, str) else json.dumps(record.output, indent=2, default=str)
-        sys.stdout.write(output.rstrip("\n") + "\n")
+        out.write(output.rstrip("\n") + "\n")
 
 
 DRY_RUN_SHOWN_PER_PARENT = 3  # a 10,000-item fan-out shows its first items, not 10,000 prompts
 
 
-def _print_dry_run(result: RunResult) -> None:
-    out = Console(soft_wrap=True)
+def _print_dry_run(result: RunResult, stream: TextIO) -> None:
+    out = Console(soft_wrap=True, file=stream)
     shown: dict[str, int] = {}
     for record in result.records:
         if not record.messages:

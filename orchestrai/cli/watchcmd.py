@@ -28,7 +28,7 @@ from ..pipeline.graph import PipelineGraph
 from ..pipeline.spec import module_steps
 from ..project import Project
 from .render import stderr_console
-from .runcmd import RunRequest, execute, load_for_run
+from .runcmd import RunRequest, close_events, execute, load_for_run
 
 POLL_S = 0.5
 DIFF_LINES = 20  # of each changed output; the memory log has the rest
@@ -68,6 +68,8 @@ def watch_command(request: RunRequest, *, sleep: Callable[[float], None] = time.
             wait_for_change(files, sleep)
     except KeyboardInterrupt:
         return code
+    finally:
+        close_events(request)
 
 
 def watched_files(project: Project, graph: PipelineGraph) -> list[Path]:
