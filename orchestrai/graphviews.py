@@ -5,9 +5,10 @@ what it does (`foreach plan.topics`, `loop ≤4: draft, review`, `pipeline: rese
 `when`. Parallel groups are `plan_review.parallel_groups` (the plan review shows the same line).
 
 Every format escapes what the YAML gave it (`when` expressions hold quotes and `<`): Mermaid labels
-use its `#quot;`-style entity codes with node ids of our own (`n0`, `n1`), DOT quotes every id and
-label, the SVG is `observe.dag`. `--graphviz` hands the DOT text to the `dot` binary when it is on
-PATH, and says so plainly when it is not: no silent fallback, the caller asked for Graphviz.
+use HTML entities, with node ids of our own (`n0`, `n1`), DOT quotes every id and label, the SVG is
+`observe.dag`; the tests render the Mermaid text with Mermaid itself in Chromium. `--graphviz` hands
+the DOT text to the `dot` binary when it is on PATH, and says so plainly when it is not: no silent
+fallback, the caller asked for Graphviz.
 """
 
 from __future__ import annotations
@@ -82,13 +83,20 @@ def as_mermaid(view: PipelineView) -> str:
 
 
 def _mermaid_text(text: str) -> str:
-    """Text inside a quoted Mermaid label: its entity codes for what would end the label or read as HTML."""
+    """Text inside a quoted Mermaid label. Flowchart labels are HTML (sanitized), so HTML's named
+    entities are what renders exactly: Mermaid's own `#quot;` codes stay as placeholders in the SVG of
+    `mermaid.render` (Mermaid 12), and `&#35;` would be read as one of them; `#`, the backtick (a
+    Markdown label) and the backslash get named entities too. Brackets, braces, parentheses and `|`
+    are plain text inside the quotes."""
     text = " ".join(text.split())
-    return "".join(_MERMAID_CODES.get(char, char) for char in text)
+    escaped = "".join(_MERMAID_ENTITIES.get(char, char) for char in text)
+    # Mermaid turns a backslash and an `n` into a line break, even from entities, once a label holds
+    # a <br/>: an invisible word joiner between the two keeps the text as written.
+    return escaped.replace("&bsol;n", "&bsol;&NoBreak;n")
 
 
-_MERMAID_CODES = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;", "|": "#124;",
-                  "[": "#91;", "]": "#93;", "{": "#123;", "}": "#125;", "(": "#40;", ")": "#41;"}
+_MERMAID_ENTITIES = {"&": "&amp;", '"': "&quot;", "<": "&lt;", ">": "&gt;", "#": "&num;", "`": "&grave;",
+                     "\\": "&bsol;"}
 
 
 def as_dot(view: PipelineView) -> str:

@@ -3,6 +3,8 @@ as `path:line` with exit 2, and hostile text escaped in every format (Graphviz i
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 import shutil
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, write
 
-from orchestrai.graphviews import PipelineView, as_dot, as_mermaid, as_svg, as_text, graphviz_svg
+from orchestrai.graphviews import PipelineView, as_dot, as_mermaid, as_svg, as_text, graphviz_svg, pipeline_view
 from orchestrai.observe.dag import DagNode
 from orchestrai.project import Project
 
@@ -161,7 +163,7 @@ def test_hostile_names_are_escaped_in_every_format() -> None:
     assert f"start -> {HOSTILE}" in as_text(view).splitlines()
     mermaid = as_mermaid(view)
     check_mermaid(mermaid, ["start", HOSTILE], 1)
-    assert "#quot;" in mermaid and "#lt;" in mermaid and "<c>" not in mermaid
+    assert "&quot;" in mermaid and "&lt;" in mermaid and "<c>" not in mermaid
     root = check_svg(as_svg(view), ["start", HOSTILE])
     assert any(t.text == f"p{HOSTILE}" for t in root.iter(f"{SVG}text"))
     dot = as_dot(view)
@@ -230,3 +232,60 @@ def test_graphviz_svg_reports_a_failing_dot(tmp_path: Path) -> None:
 
     with pytest.raises(OrchestraiError, match="syntax error in line 1"):
         graphviz_svg("digraph {}", dot=str(fake))
+
+
+WORD_JOINER = "\u2060"
+MERMAID_JS = REPO / ".cache" / "mermaid" / "mermaid-12.3.0.min.js"  # tools/fetch_mermaid.sh (CI runs it)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+RENDER_PAGE = """<!doctype html><html><body><pre id="out">pending</pre><div id="work"></div>
+<script src="MERMAID"></script>
+<script>
+(async () => {
+  const results = [];
+  mermaid.initialize({startOnLoad: false, securityLevel: "strict"});
+  for (const [index, text] of TEXTS.entries()) {
+    try {
+      const {svg} = await mermaid.render("graph" + index, text);
+      const box = document.getElementById("work");
+      box.innerHTML = svg;
+      results.push({nodes: [...box.querySelectorAll("g.node")].map(node => node.textContent),
+                    edges: box.querySelectorAll("path.flowchart-link").length});
+    } catch (error) {
+      results.push({error: String((error && error.message) || error)});
+    }
+  }
+  document.getElementById("out").textContent = JSON.stringify(results);
+})();
+</script></body></html>"""
+
+
+def render_mermaid(texts: list[str], tmp_path: Path) -> list[dict[str, object]]:
+    """Each text rendered by Mermaid itself in headless Chromium: the nodes' texts and the edge count, or
+    Mermaid's error."""
+    page = tmp_path / "mermaid.html"
+    payload = json.dumps(texts).replace("</", "<\\/")  # no `</script>` inside the script
+    page.write_text(RENDER_PAGE.replace("MERMAID", MERMAID_JS.as_uri()).replace("TEXTS", payload), encoding="utf-8")
+    dom = subprocess.run([CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                          "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                          "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=60000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180, check=True).stdout
+    found = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S)
+    assert found is not None and found.group(1) != "pending", dom[-2000:]
+    results: list[dict[str, object]] = json.loads(html.unescape(found.group(1)))
+    return results
+
+
+@pytest.mark.skipif((not MERMAID_JS.is_file() or CHROMIUM is None) and not os.environ.get("CI"),
+                    reason="needs Chromium and tools/fetch_mermaid.sh (in CI a missing one fails instead)")
+def test_mermaid_itself_renders_every_example_and_hostile_text(project: Path, tmp_path: Path) -> None:
+    views = [pipeline_view(Project.open(None).load(example)) for example in EXAMPLES] + [hostile_view()]
+    results = render_mermaid([as_mermaid(view) for view in views], tmp_path)
+    for view, result in zip(views, results, strict=True):
+        assert "error" not in result, (view.name, result)
+        # A node's text is its label and note (the <br/> between them adds no character).
+        expected = sorted(" ".join((node.label + (node.note or "")).split()) for node in view.nodes)
+        nodes = [str(text).replace(WORD_JOINER, "") for text in result["nodes"]]  # type: ignore[attr-defined]
+        assert sorted(" ".join(text.split()) for text in nodes) == expected
+        assert result["edges"] == len(view.edges)
+    # Decoded exactly, nothing ran as HTML (the invisible joiner keeps Mermaid from reading `\n` as a break).
+    assert HOSTILE + NOTE in [str(text).replace(WORD_JOINER, "") for text in results[-1]["nodes"]]  # type: ignore[attr-defined]
