@@ -175,7 +175,10 @@ def graph(
     from ..project import Project
 
     chosen = choose_format(fmt, str(output) if output else None, graphviz)
-    text = render(Project.open(config).load(pipeline), chosen, graphviz=graphviz)
+    project = Project.open(config)
+    for notice in project.config.notices:  # as validate shows them
+        sys.stderr.write(f"! {notice}\n")
+    text = render(project.load(pipeline), chosen, graphviz=graphviz)
     if output is None:
         sys.stdout.write(text)
         return

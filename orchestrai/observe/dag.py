@@ -66,7 +66,10 @@ class DagNode:
 def layers(node_ids: Sequence[str], edges: Iterable[tuple[str, str]]) -> list[list[str]]:
     """The nodes in Kahn layers (each layer's nodes need only nodes of earlier layers), each layer in
     input order. Edges naming unknown nodes are ignored; nodes on a cycle (never in a valid pipeline)
-    go in one last layer rather than vanish."""
+    go in one last layer rather than vanish.
+
+    pipeline/graph.py's `topological_layers` is the engine's Kahn over successor dicts; observe/ may not
+    import the pipeline package, and a drawing from a stored log must tolerate what a log may hold."""
     position = {node_id: index for index, node_id in enumerate(node_ids)}
     successors: dict[str, list[str]] = {node_id: [] for node_id in position}
     waiting = dict.fromkeys(position, 0)
