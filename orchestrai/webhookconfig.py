@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -86,6 +84,8 @@ def shown_url(url: str) -> str:
 def is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
+    import ipaddress  # only a config with webhooks pays for it (validate's start-up time)
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -113,6 +113,8 @@ def url_problem(url: str, allow_insecure: bool) -> tuple[str, str] | None:
 
 def webhook_problems(hooks: list[WebhookConfig], doc: YamlDoc) -> list[Problem]:
     """Each webhook's URL, event names and secret (when it is set), at their lines."""
+    import difflib
+
     problems = []
     for index, hook in enumerate(hooks):
         where = ("webhooks", index)
