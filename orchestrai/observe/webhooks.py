@@ -143,8 +143,11 @@ class Webhooks:
         try:
             await self._wait()
         finally:
-            for task in list(self._tasks):
+            left = list(self._tasks)
+            for task in left:
                 task.cancel()
+            if left:  # let them unwind (their attempts' sockets) before the client closes
+                await asyncio.gather(*left, return_exceptions=True)
             if self._client is not None:
                 client, self._client = self._client, None
                 await client.aclose()
