@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -51,8 +52,9 @@ class Receiver:
     (at most 20 s) before answering; `hang`: never answer until the test ends."""
 
     def __init__(self, statuses: list[int] | None = None, *, default: int = 200, hang: bool = False,
-                 wait_for: threading.Event | None = None) -> None:
+                 wait_for: threading.Event | None = None, headers: dict[str, str] | None = None) -> None:
         self.statuses, self.default, self.hang, self.wait_for = list(statuses or []), default, hang, wait_for
+        self.headers = headers or {}
         self.requests: list[dict[str, Any]] = []
         self.released = threading.Event()
         self.lock = threading.Lock()
@@ -71,6 +73,8 @@ class Receiver:
                     receiver.released.wait(30)
                     return
                 self.send_response(status)
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -229,6 +233,33 @@ def test_step_failed_is_delivered_with_the_redacted_error(receiver_config: Calla
     assert "(key ***)" in payload["data"]["error"] and key not in payload["data"]["error"]
     assert receiver.requests[0]["valid"]
     assert [d["event"] for d in webhooks_of(memory_log)] == ["step_failed"]
+
+
+def test_429_honours_retry_after(receiver_config: Callable[..., Path]) -> None:
+    # Retry-After beyond the deadline: no second attempt (the backoff alone would have retried in < 1 s).
+    with Receiver(default=429, headers={"Retry-After": "3600"}) as receiver:
+        receiver_config(receiver.url)
+        _, memory_log = run_library("pipelines/translation.yml", inputs={"request": "Good morning"})
+    [delivery] = webhooks_of(memory_log)
+    assert len(receiver.requests) == 1 and [a["status"] for a in delivery["attempts"]] == [429]
+    assert "after the deadline" in delivery["last_error"]
+    with Receiver([429, 200], headers={"Retry-After": "0"}) as receiver:
+        receiver_config(receiver.url)
+        _, memory_log = run_library("pipelines/translation.yml", inputs={"request": "Good morning"})
+    [delivery] = webhooks_of(memory_log)
+    assert [a["status"] for a in delivery["attempts"]] == [429, 200] and delivery["delivered"]
+
+
+def test_a_refused_connection_is_retried_and_recorded(receiver_config: Callable[..., Path]) -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    receiver_config(f"http://127.0.0.1:{port}/hook", max_attempts=2)
+    result, memory_log = run_library("pipelines/translation.yml", inputs={"request": "Good morning"})
+    assert result.status == "completed"
+    [delivery] = webhooks_of(memory_log)
+    assert len(delivery["attempts"]) == 2 and not delivery["delivered"]
+    assert all(a["error"].startswith("connection error") and "status" not in a for a in delivery["attempts"])
 
 
 def test_other_4xx_is_not_retried(receiver_config: Callable[..., Path]) -> None:
