@@ -8,6 +8,7 @@ import gc
 import platform
 import secrets as _secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +142,7 @@ def _webhook_hooks(config: Config, options: RunOptions) -> list[Hook]:
     return [Webhooks(config.webhook_endpoints())]
 
 
-async def _drain(bus: EventBus, run_id: str, hooks: list[Hook], redact: Any) -> None:
+async def _drain(bus: EventBus, run_id: str, hooks: list[Hook], redact: Callable[[str], str]) -> None:
     """After RunFinished: await every DrainsAsync hook at once, each bounded by its own drain_timeout_s;
     what they hand back goes to the log (RunDrained) and the user (Notice). Never raises."""
     drainers = [hook for hook in hooks if isinstance(hook, DrainsAsync)]
@@ -158,7 +159,7 @@ async def _drain(bus: EventBus, run_id: str, hooks: list[Hook], redact: Any) -> 
             bus.emit(RunDrained(run_id, log))
 
 
-async def _drain_one(hook: DrainsAsync, redact: Any) -> Drained | None:
+async def _drain_one(hook: DrainsAsync, redact: Callable[[str], str]) -> Drained | None:
     name = type(hook).__name__
     try:
         return await asyncio.wait_for(hook.drain(), timeout=hook.drain_timeout_s)
