@@ -15,6 +15,7 @@ from .mcpconfig import McpServerConfig, mcp_problems, mcp_secrets, redact_server
 from .modelconfig import ModelConfig, local_model_is_default
 from .policies import ProviderRateLimits, RetryConfig, Role, new_dict
 from .schema_errors import problems_from_validation_error
+from .webhookconfig import Endpoint, WebhookConfig, endpoints, redact_webhooks, webhook_problems, webhook_secrets
 from .yamlsrc import YamlDoc, load_yaml
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ class ConfigFile(_Strict):
                                    "tools and spawns they may use (deny by default), rounds and a budget.")
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=new_dict,
                                                     description="MCP servers whose tools steps may use.")
+    webhooks: list[WebhookConfig] = Field(default_factory=list, description="Receivers of signed event POSTs "
+                                          "(Standard Webhooks).")
 
     @model_validator(mode="after")
     def _default_provider_types(self) -> ConfigFile:
@@ -205,7 +208,11 @@ class Config:
     def secrets(self) -> list[str]:
         """Every secret value this config can see, for redaction."""
         values = [self.api_key(name) for name in self.provider_names() if name != "echo"]
-        return [v for v in values if v] + self.mcp_secrets
+        return [v for v in values if v] + self.mcp_secrets + webhook_secrets(self.file.webhooks)
+
+    def webhook_endpoints(self) -> list[Endpoint]:
+        """The webhooks a run delivers to (ConfigError when a secret's ${VAR} is not set)."""
+        return endpoints(self.file.webhooks, path=self.shown_path, unset_env=self.unset_env)
 
     def mcp_server_settings(self, name: str) -> McpServerSettings:
         """What the MCP server `name` is started with (ConfigError when one of its ${VAR}s is not set)."""
@@ -225,6 +232,7 @@ class Config:
             if "api_key" in provider:
                 provider["api_key"] = "***"
         redact_servers(data)
+        redact_webhooks(data)
         return data
 
 
@@ -282,7 +290,7 @@ def parse_config(path: Path) -> tuple[Config | None, list[Problem]]:
                     mcp_lines={name: doc.line_of(("mcp_servers", name)) for name in file.mcp_servers},
                     shown_path=doc.path)
     problems = [*_provider_type_problems(file, doc), *_rate_limit_problems(config, doc),
-                *mcp_problems(file.mcp_servers, doc)]
+                *mcp_problems(file.mcp_servers, doc), *webhook_problems(file.webhooks, doc)]
     return (None, problems) if problems else (config, [])
 
 
