@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from . import event_names
 from .errors import ConfigError, Problem
 from .yamlsrc import YamlDoc
 
-# The event types a webhook may subscribe to: the snake_case names of the `--events` JSON lines.
-# A StepEnded is step_failed, step_skipped or (any other final status) step_finished.
-EVENT_NAMES = ("run_started", "run_finished", "step_started", "step_finished", "step_failed", "step_skipped",
-               "step_retrying", "rate_limit_waited", "notice", "fanout_started", "loop_iteration", "tool_called")
+# The event types a webhook may subscribe to: the names of the `--events` JSON lines (event_names.py),
+# but for one POST per provider call or per streamed token.
+EVENT_NAMES = tuple(name for name in event_names.EVENT_NAMES if name not in ("call_finished", "step_token"))
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = (24, 64)  # the Standard Webhooks spec: a random key of at least 24 bytes (512 bits at most)
 SECRET_HINT = ("use whsec_ + base64 of 32 random bytes: python -c \"import base64,os; "

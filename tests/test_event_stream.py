@@ -334,3 +334,15 @@ def test_sub_pipelines_under_a_foreach_and_a_resumed_run_pair_every_start_and_en
     ends = {line["step_id"]: line["status"] for line in again if line["type"] in ENDS}
     assert ends["plan"] == "resumed"
     assert {line["step_id"] for line in again if line.get("inferred")} >= {"plan"}
+
+
+def test_one_naming_for_the_stream_its_schema_and_webhooks() -> None:
+    from orchestrai import webhookconfig
+    from orchestrai.api import EVENT_TYPES
+    from orchestrai.event_names import EVENT_NAMES, NAMES_BY_CLASS
+    from orchestrai.observe.event_stream import EVENTS
+
+    assert {cls.__name__ for cls in EVENT_TYPES} - set(NAMES_BY_CLASS) == {"RunDrained"}  # bookkeeping, not streamed
+    assert sorted(branch["properties"]["type"]["const"] for branch in SCHEMA["oneOf"]) == sorted(EVENT_NAMES)
+    assert {cls.__name__ for cls in EVENTS} | {"StepToken"} == set(NAMES_BY_CLASS)
+    assert set(webhookconfig.EVENT_NAMES) <= set(EVENT_NAMES)

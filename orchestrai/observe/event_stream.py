@@ -4,8 +4,9 @@ A line is `{"v": 1, "type": "step_finished", "run_id": "...", "at": 1764680000.1
 types and their fields are documented in docs/events.md, and docs/events.schema.json is their JSON
 Schema. A step's end is one of three types by its status, with the same fields: `step_failed`
 (failed), `step_skipped` (skipped), `step_finished` (completed, cached, resumed, interrupted), so a
-consumer that only cares about failures subscribes to one name (the webhooks' `events:` use the same
-names). Records inside a step (fan-out items `findings[3]`, loop iterations `refine#2/draft`,
+consumer that only cares about failures subscribes to one name. The names are event_names.py's,
+which the webhooks' `events:` use too; RunDrained (after the run, the log's bookkeeping) is not
+streamed. Records inside a step (fan-out items `findings[3]`, loop iterations `refine#2/draft`,
 sub-pipeline and agent steps `research/plan`) carry `parent`.
 
 Each line is encoded with orjson and passed through the run's redactor (`RunStarted.redact`, after
@@ -42,6 +43,7 @@ from ..api import (
     ToolCalled,
 )
 from ..api.events import chained
+from ..event_names import event_name
 from .nesting import parent_of
 
 VERSION = 1
@@ -145,33 +147,39 @@ class EventStream:
 
 def line_of(event: Event, outputs: bool = False) -> tuple[str, float, dict[str, Any]] | None:
     """(type, unix time, fields) of one event; None for an event type this version does not write."""
+    name = event_name(event)
+    found = _fields(event, outputs) if name is not None else None
+    return None if found is None or name is None else (name, *found)
+
+
+def _fields(event: Event, outputs: bool) -> tuple[float, dict[str, Any]] | None:
     if isinstance(event, StepStarted):
-        return "step_started", event.at, {"step_id": event.step_id, "module": event.module,
+        return event.at, {"step_id": event.step_id, "module": event.module,
                                           "parent": parent_of(event.step_id)}
     if isinstance(event, StepEnded):
         return _step_end(event.record, outputs)
     if isinstance(event, CallFinished):
-        return "call_finished", time.time(), {
+        return time.time(), {
             **_about(event.step_id), "provider": event.provider, "model": event.model,
             "input_tokens": event.usage.input_tokens, "output_tokens": event.usage.output_tokens,
             "cost_usd": event.cost_usd, "latency_s": round(event.latency_s, 4), "cached": event.cached}
     if isinstance(event, StepRetrying):
-        return "step_retrying", time.time(), {**_about(event.step_id), "attempt": event.attempt,
+        return time.time(), {**_about(event.step_id), "attempt": event.attempt,
                                               "error": event.error, "wait_s": round(event.wait_s, 3)}
     if isinstance(event, RateLimitWaited):
-        return "rate_limit_waited", time.time(), {**_about(event.step_id), "provider": event.provider,
+        return time.time(), {**_about(event.step_id), "provider": event.provider,
                                                   "model": event.model, "wait_s": round(event.wait_s, 3)}
     if isinstance(event, ToolCalled):
-        return "tool_called", time.time(), {
+        return time.time(), {
             **_about(event.step_id), "name": event.name, "arguments": event.arguments,
             "result": _truncated(event.result), "error": event.error, "refused": event.refused,
             "duration_s": round(event.duration_s, 4)}
     return _run_line(event)
 
 
-def _run_line(event: Event) -> tuple[str, float, dict[str, Any]] | None:
+def _run_line(event: Event) -> tuple[float, dict[str, Any]] | None:
     if isinstance(event, RunStarted):
-        return "run_started", event.started_at, {
+        return event.started_at, {
             "pipeline": event.pipeline, "pipeline_path": event.pipeline_path, "steps": list(event.step_ids),
             "edges": [list(edge) for edge in event.edges], "resumed_from": event.resumed_from,
             "dry_run": event.dry_run, "versions": event.versions}
@@ -180,21 +188,21 @@ def _run_line(event: Event) -> tuple[str, float, dict[str, Any]] | None:
         counts: dict[str, int] = {}
         for record in event.records:
             counts[record.status] = counts.get(record.status, 0) + 1
-        return "run_finished", event.finished_at, {
+        return event.finished_at, {
             "status": event.status, "message": event.message, "steps": counts,
             "totals": {"input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens,
                        "cost_usd": totals.cost_usd, "cost_complete": totals.cost_complete,
                        "duration_s": round(totals.duration_s, 4), "cached_steps": totals.cached_steps,
                        "resumed_steps": totals.resumed_steps, "by_model": totals.by_model}}
     if isinstance(event, Notice):
-        return "notice", time.time(), {"text": event.text}
+        return time.time(), {"text": event.text}
     if isinstance(event, FanoutStarted):
-        return "fanout_started", time.time(), {**_about(event.step_id), "total": event.total}
+        return time.time(), {**_about(event.step_id), "total": event.total}
     if isinstance(event, LoopIteration):
-        return "loop_iteration", time.time(), {**_about(event.step_id), "iteration": event.iteration,
+        return time.time(), {**_about(event.step_id), "iteration": event.iteration,
                                                "max_iterations": event.max_iterations}
     if isinstance(event, StepToken):
-        return "step_token", time.time(), {**_about(event.step_id), "text": event.text}
+        return time.time(), {**_about(event.step_id), "text": event.text}
     return None
 
 
@@ -202,9 +210,8 @@ def _about(step_id: str) -> dict[str, Any]:
     return {"step_id": step_id, "parent": parent_of(step_id)}
 
 
-def _step_end(record: StepRecord, outputs: bool) -> tuple[str, float, dict[str, Any]]:
+def _step_end(record: StepRecord, outputs: bool) -> tuple[float, dict[str, Any]]:
     status = record.status
-    kind = "step_failed" if status == "failed" else "step_skipped" if status == "skipped" else "step_finished"
     duration = record.duration_s
     fields = {
         "step_id": record.id, "module": record.module, "parent": record.parent, "status": status,
@@ -215,7 +222,7 @@ def _step_end(record: StepRecord, outputs: bool) -> tuple[str, float, dict[str, 
     }
     if outputs:
         fields["output"] = record.output
-    return kind, record.finished_at or time.time(), fields
+    return record.finished_at or time.time(), fields
 
 
 def _truncated(value: Any) -> Any:

@@ -21,19 +21,16 @@ from typing import TYPE_CHECKING, Any
 from ..api import (
     Drained,
     Event,
-    FanoutStarted,
-    LoopIteration,
     Notice,
-    RateLimitWaited,
     RunFinished,
     RunStarted,
     StepEnded,
     StepRecord,
-    StepRetrying,
     StepStarted,
     ToolCalled,
 )
-from ..api.events import unredacted
+from ..api.events import EVENT_TYPES, unredacted
+from ..event_names import NAMES_BY_CLASS, event_name
 from ..webhookconfig import Endpoint, shown_url
 from .memory_log import to_json
 from .webhook_delivery import Delivery, deliver
@@ -44,21 +41,8 @@ if TYPE_CHECKING:
 MAX_IN_FLIGHT = 8  # POSTs at once per hook: a 10,000-item fan-out with step_finished queues, not floods
 DRAIN_GRACE_S = 2.0  # on top of the longest deadline, before the runner cuts a drain off
 
-EVENT_CLASSES: dict[str, type] = {
-    "run_started": RunStarted, "run_finished": RunFinished, "step_started": StepStarted,
-    "step_finished": StepEnded, "step_failed": StepEnded, "step_skipped": StepEnded,
-    "step_retrying": StepRetrying, "rate_limit_waited": RateLimitWaited, "notice": Notice,
-    "fanout_started": FanoutStarted, "loop_iteration": LoopIteration, "tool_called": ToolCalled,
-}
-_SIMPLE_NAMES = {cls: name for name, cls in EVENT_CLASSES.items() if cls is not StepEnded}
-
-
-def event_name(event: Event) -> str | None:
-    """The snake_case type of an event (a StepEnded by its status), as `events:` names it."""
-    if isinstance(event, StepEnded):
-        status = event.record.status
-        return "step_failed" if status == "failed" else "step_skipped" if status == "skipped" else "step_finished"
-    return _SIMPLE_NAMES.get(type(event))
+# The deliverable events by name (one naming, in event_names.py), as api classes.
+EVENT_CLASSES: dict[str, type] = {name: cls for cls in EVENT_TYPES for name in NAMES_BY_CLASS.get(cls.__name__, ())}
 
 
 def iso(timestamp: float | None) -> str | None:
