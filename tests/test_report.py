@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -173,10 +174,11 @@ def test_the_html_report_in_headless_chromium(demo: Path, project: Path, tmp_pat
     # A model's <script> is text: the page's only script is its own.
     assert [t for t, _ in dom.elements].count("script") == 1
     assert "draft two <script>alert(1)</script>" in text
-    # The tool call and the fan-out's folded items are there.
-    assert [a["data-tool"] for a in dom.having("tr", "")] == [] or True
-    assert 'data-tool="calculate"' in html.replace("'", '"')
-    assert dom.having("g", "children") or "findings[2]" in html
+    # The tool call, with its arguments and result, and the fan-out's items under their step.
+    [tool] = [a for t, a in dom.elements if t == "tr" and a.get("data-tool")]
+    assert tool["data-tool"] == "calculate" and "6 * 7" in text
+    items = [a["data-step"] for a in dom.having("g", "row") if a.get("data-parent") == "findings"]
+    assert items == ["findings[0]", "findings[1]", "findings[2]"]
 
 
 def test_the_page_makes_no_network_request(demo: Path, tmp_path: Path) -> None:
@@ -344,3 +346,51 @@ def test_no_artifact_holds_a_configured_secret(demo: Path, keys: dict[str, str],
     texts.append(Path(str(demo) + ".html").read_text())
     for text in texts:
         assert "leaked ***" in text and secret not in text
+
+
+def requests_made(tmp_path: Path, page: Path) -> list[str]:
+    """Every URL the page asked for while loading, recorded over the DevTools protocol
+    (Network.requestWillBeSent) from a headless Chromium on a loopback debugging port."""
+    profile = tmp_path / f"cdp-{page.stem}"
+    process = subprocess.Popen(browser_command(browser(), profile, "--remote-debugging-port=0", "about:blank"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = profile / "DevToolsActivePort"
+        for _ in range(600):  # a bound, not a timing assert: the browser writes the file when it listens
+            if port_file.is_file() and port_file.read_text().strip():
+                break
+            assert process.poll() is None, "chromium exited before it listened"
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        from urllib.request import urlopen
+
+        from websockets.sync.client import connect
+
+        with urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as answer:
+            target = next(t for t in json.load(answer) if t["type"] == "page")
+        urls: list[str] = []
+        with connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as socket:
+            for number, (method, params) in enumerate([("Network.enable", {}), ("Page.enable", {}),
+                                                       ("Page.navigate", {"url": page.as_uri()})], 1):
+                socket.send(json.dumps({"id": number, "method": method, "params": params}))
+            while True:
+                message = json.loads(socket.recv(timeout=60))
+                if message.get("method") == "Network.requestWillBeSent":
+                    urls.append(message["params"]["request"]["url"])
+                if message.get("method") == "Page.loadEventFired":
+                    break
+        return urls
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def test_the_devtools_protocol_sees_no_request_but_the_page_itself(demo: Path, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    assert run_cli("report", str(demo), "-o", str(page)).exit_code == 0
+    # The recorder sees a page's requests: a control page that loads an image from a (never resolved) host.
+    control = write(tmp_path / "control.html", "<html><body><img src='http://images.example.invalid/a.png'>"
+                                               "<link rel='stylesheet' href='https://css.example.invalid/s.css'>"
+                                               "</body></html>")
+    assert "http://images.example.invalid/a.png" in requests_made(tmp_path, control)
+    assert requests_made(tmp_path, page) == [page.as_uri()]

@@ -70,6 +70,7 @@ pre{white-space:pre-wrap;word-break:break-word;background:var(--bg);border:1px s
 h3{font-size:.92rem;margin:.8rem 0 .3rem}
 .figure{overflow-x:auto;border:1px solid var(--line);border-radius:8px;padding:.6rem;background:#fff}
 svg text{font:12px system-ui,sans-serif;fill:var(--ink)}
+svg.timeline{width:100%;height:auto;display:block}
 svg.timeline .band{fill:transparent}
 svg.timeline g.row:nth-of-type(even) .band{fill:#fafbfc}
 svg.timeline g.row.has-children{cursor:pointer}

@@ -19,6 +19,7 @@ ROW = 24
 LABEL_W = 230
 CHART_W = 820
 AXIS_H = 34
+WIDTH = LABEL_W + CHART_W + 64  # room for the last bar's time
 LEGEND = (("call", "model call"), ("failed", "failed attempt"), ("retry_wait", "retry wait"),
           ("rate_wait", "rate-limit wait"))
 
@@ -46,8 +47,8 @@ def timeline_svg(report: RunReport, *, expanded: bool = False) -> str:
         body.append(_row(view, depth, origin, scale, y, shown))
         y += ROW if shown else 0
     height = y + 8
-    return (f"<svg class='timeline' xmlns='http://www.w3.org/2000/svg' width='{LABEL_W + CHART_W + 20}' "
-            f"height='{height}' viewBox='0 0 {LABEL_W + CHART_W + 20} {height}' role='img' "
+    return (f"<svg class='timeline' xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' "
+            f"height='{height}' viewBox='0 0 {WIDTH} {height}' role='img' "
             f"aria-label='timeline of the steps' data-row-height='{ROW}' data-top='{AXIS_H}'>{DEFS}"
             f"{_axis(span, scale)}{''.join(body)}</svg>")
 
@@ -78,12 +79,12 @@ def _row(view: StepView, depth: int, origin: float, scale: float, y: int, shown:
                f"height='{ROW - 8}' rx='3'><title>{escape(view.id)}: {escape(view.status)}, {time}</title></rect>")
         bar += "".join(_segment(s.kind, LABEL_W + (s.start - origin) * scale, max((s.end - s.start) * scale, 1.5),
                                 s.label) for s in view.segments())
-        bar += (f"<text class='dur' x='{min(x + width + 4, LABEL_W + CHART_W - 40):.1f}' y='{ROW / 2 + 4}'>"
+        bar += (f"<text class='dur' x='{x + width + 4:.1f}' y='{ROW / 2 + 4}'>"
                 f"{escape(time)}</text>")
     style = "" if shown else " style='display:none'"
     return (f"<g class='row{' has-children' if view.children else ''}' data-step='{escape(view.id, True)}' "
             f"data-status='{escape(view.status, True)}' data-depth='{depth}'{parent} transform='translate(0,{y})'"
-            f"{style}><rect class='band' x='0' y='0' width='{LABEL_W + CHART_W + 20}' height='{ROW}'/>"
+            f"{style}><rect class='band' x='0' y='0' width='{WIDTH}' height='{ROW}'/>"
             f"{texts}{bar}</g>")
 
 
