@@ -90,6 +90,67 @@ def test_results_equal_the_local_executors(cluster: Any, project: Path, fake_ser
     assert len({r["worker"] for r in on_ray}) == 2  # both workers ran rows
 
 
+EVAL = """
+    pipeline: ../one.yml
+    data: rows.jsonl
+    assert:
+      - {type: contains, value: "{{ request }}"}
+      - {type: icontains, value: "QUESTION-001"}
+    variants:
+      - {name: mini}
+      - {name: loud, prompts: {translator: {text: "Translate it, loudly."}}, model_config: {model: gpt-4o}}
+    """
+
+
+def eval_project(project: Path, server: FakeLLMServer, rows: int) -> Path:
+    config(project, server)
+    write(project / "one.yml", ONE_STEP)
+    lines = "".join(json.dumps({"request": f"question-{i:03d}"}) + "\n" for i in range(1, rows + 1))
+    write(project / "evals" / "rows.jsonl", lines)
+    return write(project / "evals" / "check.yml", EVAL)
+
+
+def test_an_eval_on_ray_gives_the_local_results(cluster: Any, project: Path, fake_server: FakeLLMServer) -> None:
+    """Every test x variant as a Ray task: the same cells, outcomes and assertion verdicts as in this process."""
+    from orchestrai.evals.plan import load_eval
+    from orchestrai.evals.runner import EvalOptions, EvalReport, run_eval
+    from orchestrai.project import Project
+
+    eval_file = eval_project(project, fake_server, 4)
+
+    def run(executor: Any) -> EvalReport:
+        plan, problems = load_eval(eval_file, Project.open(project / "config.yml"))
+        assert plan is not None, problems
+        try:
+            return asyncio.run(run_eval(plan, EvalOptions(use_cache=False, executor=executor)))
+        finally:
+            plan.close()
+
+    def verdicts(report: EvalReport) -> dict[Any, Any]:
+        return {key: [(r.passed, r.output, r.error, [(a.type, a.passed, a.message) for a in r.assertions])
+                      for r in cell.runs] for key, cell in report.cells.items()}
+
+    on_ray, here = run(RayExecutor()), run(LocalExecutor(2))
+    assert verdicts(on_ray) == verdicts(here)
+    assert [(v.name, v.passed, v.total) for v in on_ray.variants] == [("mini", 1, 4), ("loud", 1, 4)]
+    runs = [run for cell in on_ray.cells.values() for run in cell.runs]
+    assert len(runs) == 8 and len({run.worker for run in runs}) == 2  # both workers ran tests
+    assert all(run.log_path and Path(run.log_path).is_file() for run in runs)  # written by the workers
+    sent = {((r.system or "").strip(), r.model) for r in fake_server.requests}
+    assert ("Translate it, loudly.", "gpt-4o") in sent  # the variant's prompt overlay reached the workers
+
+
+def test_the_eval_cli_runs_on_its_own_ray(project: Path, fake_server: FakeLLMServer) -> None:
+    eval_file = eval_project(project, fake_server, 2)
+    done = subprocess.run([sys.executable, "-m", "orchestrai", "eval", str(eval_file), "--executor", "ray",
+                           "--json", "--no-cache"], cwd=project, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1, done.stderr[-2000:]  # question-002 misses "QUESTION-001": both variants 50%
+    data = json.loads(done.stdout)
+    runs = [run for result in data["results"] for run in result["runs"]]
+    assert len(runs) == 4 and all(run["worker"] for run in runs)
+    assert sorted(run["passed"] for run in runs) == [False, False, True, True]
+
+
 def test_max_concurrent_holds_at_the_server_across_workers(cluster: Any, project: Path,
                                                            fake_server: FakeLLMServer) -> None:
     config(project, fake_server, "rate_limits:\n  openai: {max_concurrent: 1}\n")

@@ -14,12 +14,42 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .results import RowResult
 
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..engine.shared import Shared
+
 RowTask = tuple[int, dict[str, Any]]  # (row number, run inputs)
 RunRow = Callable[[int, dict[str, Any]], Awaitable[RowResult]]
+SharedFactory = Callable[["Config"], "Shared"]  # a module-level function, so a runner with one still pickles
+
+
+@runtime_checkable
+class ShippableRunner(Protocol):
+    """A runner another process can run (a batch's rows, an eval's test runs): what the Ray executor needs.
+
+    It pickles to plain settings and opens its project and `Shared` on first use in the process that
+    calls it; `key` names its batch or eval, so a worker process keeps one open runner per key.
+    """
+
+    key: str
+    use_cache: bool
+    dry_run: bool
+
+    def driver_budget(self) -> float | None:
+        """The budget in USD every worker shares (opening the runner in the driver's process)."""
+        ...
+
+    def shipped(self, shared_factory: SharedFactory) -> ShippableRunner:
+        """A copy for the workers: absolute paths, and `shared_factory` to open each worker's Shared."""
+        ...
+
+    async def __call__(self, number: int, inputs: dict[str, Any]) -> RowResult: ...
+
+    async def aclose(self) -> None: ...
 
 
 class Executor(Protocol):

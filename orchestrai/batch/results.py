@@ -40,6 +40,7 @@ class RowResult(TypedDict, total=False):
     error: str | None  # one line: why the row failed
     stop_batch: bool  # a mistake every row would hit (config, pipeline, keys): the batch stops
     worker: str  # on Ray: which worker process ran the row ("<node id prefix>:<pid>")
+    outcome: Any  # an eval's test run (evals.runner.RunOutcome): evals go through the same executors
 
 
 def read_results(path: Path) -> tuple[list[RowResult], int]:

@@ -9,14 +9,13 @@ cache) that every later row in that process uses. The driver hands its own to a 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..api import Hook
-from ..config import Config
 from ..engine.options import RunOptions
 from ..engine.runner import RunResult, run_pipeline
 from ..engine.shared import Shared
@@ -24,9 +23,8 @@ from ..errors import InputError, OrchestraiError
 from ..observe.memory_log import MemoryLog
 from ..pipeline.graph import PipelineGraph
 from ..project import Project
+from .executor import SharedFactory
 from .results import RowResult, RowTotals
-
-SharedFactory = Callable[[Config], Shared]  # a module-level function, so a runner with one still pickles
 
 
 @dataclass
@@ -50,6 +48,19 @@ class RowRunner:
         # What crosses to another process: settings only; that process opens its own project and Shared.
         return {**self.__dict__, "providers": {}, "_project": None, "_graph": None, "_shared": None,
                 "_owns_shared": False}
+
+    @property
+    def key(self) -> str:
+        return self.batch_id
+
+    def driver_budget(self) -> float | None:
+        return self.open()[2].budget.limit_usd  # --budget, else the config's
+
+    def shipped(self, shared_factory: SharedFactory) -> RowRunner:
+        project = self.open()[0]
+        return dataclasses.replace(self, pipeline=self.pipeline.resolve(), config=project.config.path,
+                                   log_dir=self.log_dir.resolve() if self.log_dir else None,
+                                   shared_factory=shared_factory)
 
     def attach(self, project: Project, graph: PipelineGraph, shared: Shared) -> RowRunner:
         """Use resources the caller opened (and will close) instead of opening them on first use."""

@@ -51,7 +51,7 @@ def batch_command(request: BatchRequest) -> int:
 
     skip_pydantic_plugin_scan()
     check_data_file(request.data)  # before the project opens: the plainest mistake first
-    executor = make_executor(request)
+    executor = make_executor(request.executor, request.ray_address, request.concurrency)
     options = BatchOptions(request.pipeline, request.data, config=request.config, mapping=parse_map(request.maps),
                            results=request.output, concurrency=request.concurrency, resume=request.resume,
                            dry_run=request.dry_run, use_cache=not request.no_cache, budget_usd=request.budget,
@@ -70,20 +70,20 @@ def batch_command(request: BatchRequest) -> int:
     return exit_code(summary, request.allow_failures, console)
 
 
-def make_executor(request: BatchRequest) -> Executor:
-    """The local executor, or Ray's (its absence named with the extra that installs it)."""
-    if request.executor == "local":
-        if request.ray_address:
+def make_executor(name: str, ray_address: str | None, concurrency: int) -> Executor:
+    """The local executor, or Ray's (its absence named with the extra that installs it); `batch` and `eval`."""
+    if name == "local":
+        if ray_address:
             raise InputError("--ray-address needs --executor ray", hint="add --executor ray")
-        return LocalExecutor(request.concurrency)
-    if request.executor != "ray":
-        raise InputError(f"--executor {request.executor!r} is not an executor", hint="use local or ray")
+        return LocalExecutor(concurrency)
+    if name != "ray":
+        raise InputError(f"--executor {name!r} is not an executor", hint="use local or ray")
     from ..cluster.connect import require_ray
 
     require_ray()
     from ..cluster.executor import RayExecutor
 
-    return RayExecutor(request.ray_address)
+    return RayExecutor(ray_address)
 
 
 def exit_code(summary: BatchSummary, allow_failures: bool, console: Console) -> int:

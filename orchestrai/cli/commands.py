@@ -25,6 +25,8 @@ app.add_typer(logs_app, name="logs")
 
 ConfigOption = typer.Option(None, "--config", "-c",
                             help="Config file (default: ./config.yml, then the user config dir).")
+RayAddressOption = typer.Option(None, "--ray-address", help="An existing Ray cluster's head, HOST:PORT "
+                                "(default: a Ray instance started here on 127.0.0.1).")
 LogDirOption = typer.Option(None, "--log-dir", help="Where memory logs go (default: log_dir from config).")
 
 
@@ -101,12 +103,14 @@ def eval_(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer calls from the call cache."),
     budget: float | None = typer.Option(None, "--budget", min=0.000001, help="Stop spending above this many USD."),
     log_dir: Path | None = LogDirOption,
+    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (test runs as Ray tasks)."),
+    ray_address: str | None = RayAddressOption,
 ) -> None:
     """Run an eval: every test under every variant, with assertions; exit 1 when a variant misses its threshold."""
     from .evalcmd import EvalRequest, eval_command
 
     raise typer.Exit(eval_command(EvalRequest(eval_file, config, html, junit, as_json, variants, concurrency,
-                                              no_cache, budget, log_dir)))
+                                              no_cache, budget, log_dir, executor, ray_address)))
 
 
 @app.command()
@@ -128,8 +132,7 @@ def batch(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
     as_json: bool = typer.Option(False, "--json", help="Print the batch summary as JSON on stdout."),
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray (rows as Ray tasks)."),
-    ray_address: str | None = typer.Option(None, "--ray-address", help="An existing Ray cluster's head, HOST:PORT "
-                                           "(default: a Ray instance started here on 127.0.0.1)."),
+    ray_address: str | None = RayAddressOption,
 ) -> None:
     """Run a pipeline once per row of a data file, rows at once, sharing limits, budget and cache."""
     from .batchcmd import BatchRequest, batch_command

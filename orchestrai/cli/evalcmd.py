@@ -23,6 +23,8 @@ class EvalRequest:
     no_cache: bool = False
     budget: float | None = None
     log_dir: Path | None = None
+    executor: str = "local"  # or "ray": test runs as Ray tasks
+    ray_address: str | None = None
     providers: dict[str, Any] = field(default_factory=dict)  # tests: ready-made providers
 
 
@@ -36,6 +38,11 @@ def eval_command(request: EvalRequest) -> int:
     from .validatecmd import skip_pydantic_plugin_scan
 
     skip_pydantic_plugin_scan()
+    executor = None
+    if request.executor != "local" or request.ray_address:  # local: the eval file's concurrency by default
+        from .batchcmd import make_executor
+
+        executor = make_executor(request.executor, request.ray_address, request.concurrency or 1)
     project = Project.open(request.config)
     plan, problems = load_eval(request.eval_file, project)
     if plan is None:
@@ -46,7 +53,7 @@ def eval_command(request: EvalRequest) -> int:
             raise ValidationFailed([_unknown_variant(request.eval_file, unknown[0], plan.variants)])
         options = EvalOptions(use_cache=not request.no_cache, budget_usd=request.budget, providers=request.providers,
                               log_dir=request.log_dir, variants=request.variants, concurrency=request.concurrency,
-                              on_done=None if request.as_json else _progress(plan, request))
+                              on_done=None if request.as_json else _progress(plan, request), executor=executor)
         report = asyncio.run(run_eval(plan, options))
     finally:
         plan.close()

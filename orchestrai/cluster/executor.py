@@ -10,16 +10,14 @@ it arrives, so losing a node later never makes Ray reconstruct, i.e. re-run, a f
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import os
 import threading
 from collections.abc import AsyncGenerator, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from ..batch.executor import RowTask, RunRow, crashed
+from ..batch.executor import RowTask, RunRow, ShippableRunner, crashed
 from ..batch.results import RowResult
-from ..batch.rowrunner import RowRunner
 from ..config import Config
 from ..engine.ratelimit import MARGIN_S, WINDOW_S
 from ..engine.shared import Shared
@@ -41,7 +39,7 @@ def remote_shared(actor: Any, budget_usd: float | None, use_cache: bool, dry_run
 
 
 class _WorkerProcess:
-    """A worker's one event loop (in a thread, kept across tasks) and the runner of its current batch.
+    """A worker's one event loop (in a thread, kept across tasks) and the runner of its current batch or eval.
 
     Each task brings a fresh unpickled copy of the runner; the first of a batch is kept, so the
     project, pipeline and Shared (one provider pool) are opened once per worker process and batch.
@@ -50,23 +48,23 @@ class _WorkerProcess:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="orchestrai-rows", daemon=True).start()
-        self.runners: dict[str, RowRunner] = {}
+        self.runners: dict[str, ShippableRunner] = {}
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def runner(self, runner: RowRunner) -> RowRunner:
-        if runner.batch_id not in self.runners:
+    def runner(self, runner: ShippableRunner) -> ShippableRunner:
+        if runner.key not in self.runners:
             for old in list(self.runners):  # an earlier batch's pool and cache: close them
                 self.call(self.runners.pop(old).aclose())
-            self.runners[runner.batch_id] = runner
-        return self.runners[runner.batch_id]
+            self.runners[runner.key] = runner
+        return self.runners[runner.key]
 
 
 _PROCESS: _WorkerProcess | None = None
 
 
-def run_row_task(runner: RowRunner, cwd: str, number: int, inputs: dict[str, Any]) -> RowResult:
+def run_row_task(runner: ShippableRunner, cwd: str, number: int, inputs: dict[str, Any]) -> RowResult:
     """The Ray task: one row on this worker's loop, in the driver's folder when this machine has it."""
     global _PROCESS
     if _PROCESS is None:
@@ -80,7 +78,10 @@ def run_row_task(runner: RowRunner, cwd: str, number: int, inputs: dict[str, Any
 
 
 class RayExecutor:
-    """The batch Executor on Ray. `address` None: a local instance on 127.0.0.1 with `num_cpus` workers."""
+    """The Executor on Ray, for a batch's rows or an eval's test runs.
+
+    `address` None: a local instance on 127.0.0.1 with `num_cpus` workers.
+    """
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None, max_retries: int = 3,
                  in_flight: int | None = None, window_s: float = WINDOW_S + MARGIN_S) -> None:
@@ -90,18 +91,13 @@ class RayExecutor:
 
     async def run_rows(self, rows: Iterable[RowTask], run_row: RunRow) -> AsyncGenerator[RowResult, None]:
         """Each row's result as it finishes (not in row order)."""
-        if not isinstance(run_row, RowRunner):
-            raise TypeError("the Ray executor runs RowRunner rows (they must pickle to the workers)")
+        if not isinstance(run_row, ShippableRunner):
+            raise TypeError("the Ray executor runs a ShippableRunner (it must pickle to the workers)")
         ray = connect(self.address) if self.address else start_local(self.num_cpus)
-        project, _, shared = run_row.open()
-        budget_usd = shared.budget.limit_usd  # the driver's: --budget, else the config's
+        budget_usd = run_row.driver_budget()
         self.actor = start_limits_actor(budget_usd, window_s=self.window_s)
-        # Absolute paths: a worker's current folder is not the driver's.
-        shipped = dataclasses.replace(
-            run_row, pipeline=run_row.pipeline.resolve(), config=project.config.path,
-            log_dir=run_row.log_dir.resolve() if run_row.log_dir else None,
-            shared_factory=functools.partial(remote_shared, self.actor, budget_usd, run_row.use_cache,
-                                             run_row.dry_run))
+        shipped = run_row.shipped(functools.partial(remote_shared, self.actor, budget_usd, run_row.use_cache,
+                                                    run_row.dry_run))
         cwd = os.getcwd()
         task = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(run_row_task)
         cap = self.in_flight or 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
