@@ -159,6 +159,32 @@ def validate(
 
 @app.command()
 @user_errors
+def graph(
+    pipeline: Path = typer.Argument(..., help="Pipeline file to draw."),
+    fmt: str | None = typer.Option(None, "--format", "-f", metavar="FORMAT",
+                                   help="text, mermaid, dot or svg (default: from -o's suffix, else text)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    graphviz: bool = typer.Option(False, "--graphviz", help="Lay the SVG out with Graphviz's `dot` (on PATH)."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Draw a pipeline's DAG without running it: parallel groups and edges, Mermaid, DOT or SVG."""
+    from ..graphviews import choose_format, render
+    from ..project import Project
+
+    chosen = choose_format(fmt, str(output) if output else None, graphviz)
+    text = render(Project.open(config).load(pipeline), chosen, graphviz=graphviz)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OrchestraiError(f"cannot write {output}: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {output} ({chosen})", err=True)
+
+
+@app.command()
+@user_errors
 def plan(
     task: str = typer.Argument(..., help="What the pipeline should do."),
     output: Path | None = typer.Option(None, "--output", "-o",
