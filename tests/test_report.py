@@ -370,15 +370,23 @@ def requests_made(tmp_path: Path, page: Path) -> list[str]:
             target = next(t for t in json.load(answer) if t["type"] == "page")
         urls: list[str] = []
         with connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as socket:
-            for number, (method, params) in enumerate([("Network.enable", {}), ("Page.enable", {}),
-                                                       ("Page.navigate", {"url": page.as_uri()})], 1):
+            def command(number: int, method: str, **params: Any) -> dict[str, Any]:
+                """Send a command; its result, once every event before it is recorded."""
                 socket.send(json.dumps({"id": number, "method": method, "params": params}))
-            while True:
-                message = json.loads(socket.recv(timeout=60))
-                if message.get("method") == "Network.requestWillBeSent":
-                    urls.append(message["params"]["request"]["url"])
-                if message.get("method") == "Page.loadEventFired":
+                while True:
+                    message = json.loads(socket.recv(timeout=60))
+                    if message.get("method") == "Network.requestWillBeSent":
+                        urls.append(message["params"]["request"]["url"])
+                    if message.get("id") == number:
+                        return dict(message.get("result") or {})
+
+            command(1, "Network.enable")
+            command(2, "Page.navigate", url=page.as_uri())
+            for number in range(3, 600):  # until the page and everything it asks for have loaded
+                state = command(number, "Runtime.evaluate", expression="document.readyState")
+                if state.get("result", {}).get("value") == "complete":
                     break
+                time.sleep(0.1)
         return urls
     finally:
         process.kill()

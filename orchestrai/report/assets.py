@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 
+from ..observe.dag import STATUS_COLOURS as DAG_COLOURS
+
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
 
-STATUS_COLOURS = {"completed": "#2e9d57", "cached": "#2b7bb9", "resumed": "#6a5acd", "failed": "#d64545",
-                  "skipped": "#9aa0a6", "interrupted": "#e08a1e", "running": "#e0b31e", "pending": "#c0c4c8",
-                  "budget_exceeded": "#b0306b", "partial": "#e08a1e", "running-interrupted": "#e08a1e",
-                  "unknown": "#9aa0a6"}
+# The DAG's colours (observe/dag.py), so a status looks the same in the graph, the timeline and the tables.
+STATUS_COLOURS = {**{status: stroke for status, (_fill, stroke) in DAG_COLOURS.items()},
+                  "budget_exceeded": "#b0306b", "partial": "#e67e00", "running-interrupted": "#e67e00",
+                  "unknown": "#8a8a8a"}
 
 
 def css_status(status: str) -> str:
@@ -78,10 +80,10 @@ svg.timeline g.row.has-children:hover .band{fill:#eef3fb}
 svg.timeline .tick{stroke:#e8ebf0}
 svg.timeline .tick-label{fill:var(--muted);font-size:11px;text-anchor:middle}
 svg.timeline .dur{fill:var(--muted);font-size:11px}
-rect.bar{fill:#eaeef3;stroke:#b5bec9;stroke-width:1}
+rect.bar,rect.bar-key{fill:#eaeef3;stroke:#b5bec9;stroke-width:1}
 rect.seg-call{fill:#3b6fd8}
 rect.seg-failed{fill:#d64545}
-rect.seg-retry_wait{fill:url(#hatch-retry);stroke:#e08a1e;stroke-width:.8}
+rect.seg-retry_wait,rect.key.seg-retry_wait{fill:url(#hatch-retry);stroke:#e08a1e;stroke-width:.8}
 rect.seg-rate_wait{fill:url(#hatch-rate);stroke:#7a5cc7;stroke-width:.8}
 .legend{display:flex;flex-wrap:wrap;gap:1rem;font-size:.82rem;color:var(--muted);margin:.2rem 0 .5rem}
 .swatch{display:inline-flex;align-items:center;gap:.35rem}
@@ -113,8 +115,7 @@ document.querySelectorAll('svg.timeline').forEach(function(svg){
 document.querySelectorAll('svg g.node').forEach(function(n){n.style.cursor='pointer';
  n.addEventListener('click',function(){var id=n.getAttribute('data-step');
   document.querySelectorAll('g.children').forEach(function(g){if(g.getAttribute('data-parent')===id){
-   var shown=g.style.display==='inline'||g.getAttribute('visibility')==='visible';
-   g.style.display=shown?'none':'inline';g.setAttribute('visibility',shown?'hidden':'visible');}});
+   g.style.display=g.style.display==='none'?'':'none';}});
   var d=document.getElementById('step-'+id);if(d&&!d.open){d.open=true;}});});
 window.addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d.open=true;});});
 })();

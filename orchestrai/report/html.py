@@ -91,14 +91,11 @@ def _notices(report: RunReport) -> str:
 
 
 def _graph(report: RunReport) -> str:
-    try:
-        from ..observe.dag import DagNode, render_svg  # type: ignore[import-not-found]
-    except ImportError:  # TEMPORARY until the graph branch is merged
-        return "<h2 id='graph'>Graph</h2><p class='meta'>(the DAG drawing is not merged yet)</p>"
+    from ..observe.dag import DagNode, render_svg
 
     def node(view: StepView) -> DagNode:
         return DagNode(view.id, view.id.rpartition("/")[2] or view.id, view.status, view.duration_s,
-                       view.fold or view.module, [node(child) for child in view.children])
+                       view.fold or view.module, tuple(node(child) for child in view.children))
 
     svg = render_svg([node(view) for view in report.steps], report.edges, title=report.pipeline)
     hint = " Click a folded step to show its items, iterations or steps." if any(v.children for v in report.steps) \

@@ -54,9 +54,9 @@ def timeline_svg(report: RunReport, *, expanded: bool = False) -> str:
 
 
 def legend_html() -> str:
-    swatches = "".join(f"<span class='swatch'><svg width='22' height='12'><rect class='seg seg-{kind}' width='22' height='12' rx='2'/></svg>{escape(text)}</span>"
+    swatches = "".join(f"<span class='swatch'><svg width='22' height='12'><rect class='key seg-{kind}' width='22' height='12' rx='2'/></svg>{escape(text)}</span>"
                        for kind, text in LEGEND)
-    return f"<p class='legend'>{swatches}<span class='swatch'><svg width='22' height='12'><rect class='bar' " \
+    return f"<p class='legend'>{swatches}<span class='swatch'><svg width='22' height='12'><rect class='key bar-key' " \
            f"width='22' height='12' rx='2'/></svg>step (start to end)</span></p>"
 
 
