@@ -68,6 +68,9 @@ pre{white-space:pre-wrap;word-break:break-word;background:var(--bg);border:1px s
  padding:.5rem .7rem;margin:.3rem 0;font:12.5px/1.45 ui-monospace,Menlo,Consolas,monospace;max-height:28rem;
  overflow:auto}
 .error{color:#a12626;font-weight:600}
+.box.errors .error{font-weight:400}
+.fold{color:var(--muted);font-size:.88rem}
+.figure svg.dag{max-width:100%;height:auto}
 .msg{margin:.35rem 0}.msg .role{font-size:.75rem;text-transform:uppercase;color:var(--muted);font-weight:700}
 h3{font-size:.92rem;margin:.8rem 0 .3rem}
 .figure{overflow-x:auto;border:1px solid var(--line);border-radius:8px;padding:.6rem;background:#fff}

@@ -125,7 +125,7 @@ def _totals(report: RunReport) -> str:
 
 
 def _fold(view: StepView) -> str:
-    return f" <span class='meta'>{escape(view.fold)}</span>" if view.fold else ""
+    return f" <span class='fold'>{escape(view.fold)}</span>" if view.fold else ""
 
 
 def _step(view: StepView, expanded: bool) -> str:

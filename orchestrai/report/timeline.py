@@ -2,8 +2,8 @@
 attempts as segments (calls, failed attempts, retry waits and rate-limit waits hatched), a time axis.
 
 Rows are flat `<g class="row">` elements; a fan-out's items, a loop's iterations and a sub-pipeline's
-steps are rows carrying `data-parent`, hidden until their parent's row is clicked (the page's script
-moves the rows below). Positions are computed here for the initial state, so the picture is right
+steps are rows carrying `data-parent`, shown or hidden by clicking their parent's row (the page's
+script moves the rows below); they start shown when the whole timeline has at most 30 rows. Positions are computed here for the initial state, so the picture is right
 without the script (and, with `expanded`, for print: every row shown).
 """
 
@@ -19,6 +19,7 @@ ROW = 24
 LABEL_W = 230
 CHART_W = 820
 AXIS_H = 34
+OPEN_UP_TO = 30  # rows: a timeline this short starts with every child row shown
 WIDTH = LABEL_W + CHART_W + 64  # room for the last bar's time
 LEGEND = (("call", "model call"), ("failed", "failed attempt"), ("retry_wait", "retry wait"),
           ("rate_wait", "rate-limit wait"))
@@ -41,10 +42,11 @@ def timeline_svg(report: RunReport, *, expanded: bool = False) -> str:
     span = max([*ends, *starts]) - origin
     span = span if span > 0 else 0.001
     scale = CHART_W / span
+    expanded = expanded or len(rows) <= OPEN_UP_TO
     body, y = [], AXIS_H
     for view, depth in rows:
         shown = expanded or depth == 0
-        body.append(_row(view, depth, origin, scale, y, shown))
+        body.append(_row(view, depth, origin, scale, y, shown, expanded))
         y += ROW if shown else 0
     height = y + 8
     return (f"<svg class='timeline' xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' "
@@ -64,10 +66,10 @@ def _rows(view: StepView, depth: int) -> list[tuple[StepView, int]]:
     return [(view, depth), *(row for child in view.children for row in _rows(child, depth + 1))]
 
 
-def _row(view: StepView, depth: int, origin: float, scale: float, y: int, shown: bool) -> str:
+def _row(view: StepView, depth: int, origin: float, scale: float, y: int, shown: bool, open_: bool) -> str:
     parent = f" data-parent='{escape(view.parent or '', True)}'" if depth else ""
     label = view.id if depth == 0 else view.id.rpartition("/")[2] if "/" in view.id else view.id
-    text = ("▸ " if view.children else "") + label
+    text = (("▾ " if open_ else "▸ ") if view.children else "") + label
     texts = f"<text class='label' x='{6 + depth * 14}' y='{ROW / 2 + 4}'>{escape(_clip(text, 30 - depth * 2))}</text>"
     bar = ""
     if view.started is not None:
