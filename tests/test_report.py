@@ -35,8 +35,9 @@ def run_cli(*args: str) -> Any:
 
 
 def prompts(project: Path) -> None:
-    for name, text in {"planner": "You are a planner. List topics.", "researcher": "You are a researcher of {{ topic }}.",
-                       "synth": "You are a synthesizer.", "writer": "You are a writer.",
+    for name, text in {"planner": "You are a planner. List topics.",
+                       "researcher": "You are a researcher of {{ topic }}.", "synth": "You are a synthesizer.",
+                       "writer": "You are a writer.",
                        "critic": "You are a critic. Score the draft.", "agent": "You are an agent. Use your tools.",
                        "broken": "You are broken."}.items():
         write(project / "system_prompts" / f"{name}.md", text + "\n")
@@ -255,8 +256,9 @@ def test_two_runs_compared(demo: Path, project: Path, fake_server: FakeLLMServer
     assert compared[:3] == ["request", "plan", "findings"] and "refine#2/draft" in compared
     markdown = tmp_path / "compare.md"
     assert run_cli("report", str(demo), str(second.path), "-o", str(markdown)).exit_code == 0
-    assert "-draft two &lt;script&gt;" in markdown.read_text() or "-draft two" in markdown.read_text()
-    assert "Only in A: broken" in markdown.read_text()
+    text = markdown.read_text()
+    assert "-draft two <script>alert(1)</script>\n+draft three, much better" in text  # inside a ```diff fence
+    assert "Only in A: broken" in text and "| refine#2/draft | completed | completed |" in text
 
 
 def test_an_unknown_run_is_one_line_and_exit_2(project: Path, server_config: Path) -> None:
@@ -267,6 +269,20 @@ def test_an_unknown_run_is_one_line_and_exit_2(project: Path, server_config: Pat
     assert len(done.stderr.strip().splitlines()) <= 2
     wrong = run_cli("report", "nosuchrun", "-o", "report.docx")
     assert wrong.exit_code == 2 and "a report is .html, .md or .pdf" in wrong.output
+    for name, text in (("list.json", "[1, 2]"), ("garbage.json", "\x00\x01 not json at all")):
+        write(project / name, text)
+        done = subprocess.run([sys.executable, "-m", "orchestrai", "report", name], cwd=project, capture_output=True,
+                              text=True, timeout=60, env=os.environ)
+        assert done.returncode == 2 and "not a memory log" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_pdf_without_chromium_says_how_to_install_it(demo: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRAI_CHROMIUM", str(tmp_path / "no-such-browser"))
+    result = run_cli("report", str(demo), "-o", str(tmp_path / "report.pdf"))
+    assert result.exit_code == 2 and not (tmp_path / "report.pdf").exists()
+    assert "a PDF report needs Chromium, which is not installed" in result.output
+    assert "apt-get install chromium" in result.output
 
 
 def test_a_log_cut_short_renders_what_it_holds(demo: Path, tmp_path: Path) -> None:

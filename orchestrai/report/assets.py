@@ -113,7 +113,8 @@ document.querySelectorAll('svg.timeline').forEach(function(svg){
   var id=row.dataset.step,kids=[].filter.call(svg.querySelectorAll('g.row'),function(r){return r.dataset.parent===id;});
   var open=kids.length&&kids[0].style.display!=='none';
   if(open){hide(svg,id);}else{kids.forEach(function(r){r.style.display='';});}
-  var t=row.querySelector('text.label');if(t)t.textContent=t.textContent.replace(open?'\u25be':'\u25b8',open?'\u25b8':'\u25be');
+  var t=row.querySelector('text.label'),a=open?'\u25be':'\u25b8',b=open?'\u25b8':'\u25be';
+  if(t)t.textContent=t.textContent.replace(a,b);
   layout(svg);});});
 document.querySelectorAll('svg g.node').forEach(function(n){n.style.cursor='pointer';
  n.addEventListener('click',function(){var id=n.getAttribute('data-step');

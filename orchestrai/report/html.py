@@ -100,7 +100,8 @@ def _graph(report: RunReport) -> str:
     svg = render_svg([node(view) for view in report.steps], report.edges, title=report.pipeline)
     hint = " Click a folded step to show its items, iterations or steps." if any(v.children for v in report.steps) \
         else ""
-    return f"<h2 id='graph'>Graph</h2><p class='meta'>Steps coloured by status.{hint}</p><div class='figure'>{svg}</div>"
+    return (f"<h2 id='graph'>Graph</h2><p class='meta'>Steps coloured by status.{hint}</p>"
+            f"<div class='figure'>{svg}</div>")
 
 
 def _totals(report: RunReport) -> str:
@@ -115,9 +116,10 @@ def _totals(report: RunReport) -> str:
              f"<td class='num' data-total='cost'>{escape(report.cost_text)}</td></tr>")
     head = ("<tr><th>{}</th><th>{}</th><th class='num'>{}</th><th class='num'>input tokens</th>"
             "<th class='num'>output tokens</th><th class='num'>cost</th></tr>")
-    models = "".join(f"<tr data-model='{escape(m.model, True)}'><td>{escape(m.model)}</td><td class='num'>{m.calls}</td>"
-                     f"<td class='num'></td><td class='num'>{m.input_tokens:,}</td><td class='num'>{m.output_tokens:,}"
-                     f"</td><td class='num'>{escape(money(m.cost_usd))}</td></tr>" for m in report.by_model)
+    models = "".join(f"<tr data-model='{escape(m.model, True)}'><td>{escape(m.model)}</td>"
+                     f"<td class='num'>{m.calls}</td><td class='num'></td><td class='num'>{m.input_tokens:,}</td>"
+                     f"<td class='num'>{m.output_tokens:,}</td><td class='num'>{escape(money(m.cost_usd))}</td>"
+                     "</tr>" for m in report.by_model)
     by_model = (f"<h3>By model</h3><table id='by-model'><thead>{head.format('model', 'calls', '')}</thead>"
                 f"<tbody>{models}</tbody></table>") if report.by_model else ""
     return (f"<h2 id='totals'>Totals</h2><h3>By step</h3><table id='by-step'><thead>"
@@ -177,7 +179,8 @@ def _attempts(view: StepView) -> str:
                   else f"<span class='error'>{escape(str(attempt.get('kind') or 'error'))}: "
                        f"{escape(str(attempt.get('error') or ''))}</span>")
         rows.append(f"<tr><td class='num'>{escape(str(attempt.get('attempt', '')))}</td>"
-                    f"<td>{escape(str(attempt.get('model') or ''))}</td><td>{escape(str(attempt.get('started_at')))}</td>"
+                    f"<td>{escape(str(attempt.get('model') or ''))}</td>"
+                    f"<td>{escape(str(attempt.get('started_at')))}</td>"
                     f"<td class='num'>{_secs(attempt.get('rate_limit_wait_s'))}</td><td>{result}</td>"
                     f"<td class='num'>{_secs(attempt.get('wait_s'))}</td></tr>")
     return ("<h3>Attempts</h3><table class='attempts'><thead><tr><th class='num'>#</th><th>model</th><th>started</th>"
@@ -197,7 +200,8 @@ def _tool_calls(view: StepView) -> str:
         refused = " <span class='badge status-failed'>refused</span>" if call.get("refused") else ""
         outcome = (f"<span class='error'>{escape(str(call['error']))}</span>" if call.get("error") is not None
                    else f"<pre>{escape(display_text(call.get('result')))}</pre>")
-        rows.append(f"<tr data-tool='{escape(str(call.get('name')), True)}'><td class='num'>{call.get('round', '')}</td>"
+        rows.append(f"<tr data-tool='{escape(str(call.get('name')), True)}'>"
+                    f"<td class='num'>{escape(str(call.get('round', '')))}</td>"
                     f"<td><code>{escape(str(call.get('name')))}</code>{refused}</td>"
                     f"<td><pre>{escape(json.dumps(call.get('arguments'), ensure_ascii=False, default=str))}</pre></td>"
                     f"<td>{outcome}</td><td class='num'>{_secs(call.get('duration_s'))}</td></tr>")

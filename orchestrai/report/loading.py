@@ -65,9 +65,13 @@ def load(path: Path) -> LoadedLog:
     else:
         try:
             log = json.loads(text)
-            loaded = LoadedLog(path, log if isinstance(log, dict) else {})
         except json.JSONDecodeError as exc:
             loaded = _salvage(path, text, exc)
+        else:
+            if not isinstance(log, dict) or not ("steps" in log or "run_id" in log):
+                raise InputError(f"{path}: not a memory log (no run_id, no steps)",
+                                 hint="`orchestrai logs` lists the runs")
+            loaded = LoadedLog(path, log)
     _check_fields(loaded)
     return loaded
 

@@ -74,7 +74,8 @@ def _facts(view: StepView) -> str:
     facts = [view.status]
     if len(view.attempts) > 1:
         facts.append(f"{len(view.attempts)} attempts")
-    waits = {kind: sum(s.end - s.start for s in view.segments() if s.kind == kind) for kind in ("retry_wait", "rate_wait")}
+    segments = view.segments()
+    waits = {kind: sum(s.end - s.start for s in segments if s.kind == kind) for kind in ("retry_wait", "rate_wait")}
     if waits["retry_wait"]:
         facts.append(f"retry wait {waits['retry_wait']:.2f} s")
     if waits["rate_wait"]:
@@ -91,7 +92,8 @@ def _outputs(report: RunReport) -> list[str]:
         if output is None and not view.error:
             continue
         text = display_text(output) if output is not None else f"error: {view.error}"
-        cut = f"\n… ({len(text) - OUTPUT_LIMIT:,} more characters in the HTML report)" if len(text) > OUTPUT_LIMIT else ""
+        more = len(text) - OUTPUT_LIMIT
+        cut = f"\n… ({more:,} more characters in the HTML report)" if more > 0 else ""
         lines += [f"<details><summary>{escape(view.id)} ({escape(view.status)})</summary>", "",
                   f"<pre>{escape(text[:OUTPUT_LIMIT])}{escape(cut)}</pre>", "", "</details>", ""]
     return lines if len(lines) > 2 else []

@@ -154,7 +154,7 @@ def build(loaded: LoadedLog) -> RunReport:
 def _view(step: dict[str, Any], children: dict[str, list[dict[str, Any]]]) -> StepView:
     kids = [_view(kid, children) for kid in children.get(str(step["id"]), [])]
     sums = rolled_up(step, children, lambda s: str(s["id"]), logged_sums)
-    details = step.get("details") if isinstance(step.get("details"), dict) else {}
+    details: dict[str, Any] = step["details"] if isinstance(step.get("details"), dict) else {}
     duration = step.get("duration_s")
     view = StepView(str(step["id"]), str(step.get("module") or "?"), str(step.get("status")),
                     step.get("parent"), epoch(step.get("started_at")), epoch(step.get("finished_at")),

@@ -3,8 +3,9 @@ attempts as segments (calls, failed attempts, retry waits and rate-limit waits h
 
 Rows are flat `<g class="row">` elements; a fan-out's items, a loop's iterations and a sub-pipeline's
 steps are rows carrying `data-parent`, shown or hidden by clicking their parent's row (the page's
-script moves the rows below); they start shown when the whole timeline has at most 30 rows. Positions are computed here for the initial state, so the picture is right
-without the script (and, with `expanded`, for print: every row shown).
+script moves the rows below); they start shown when the whole timeline has at most 30 rows.
+Positions are computed here for the initial state, so the picture is right without the script
+(and, with `expanded`, for print: every row shown).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def timeline_svg(report: RunReport, *, expanded: bool = False) -> str:
 
 
 def legend_html() -> str:
-    swatches = "".join(f"<span class='swatch'><svg width='22' height='12'><rect class='key seg-{kind}' width='22' height='12' rx='2'/></svg>{escape(text)}</span>"
+    swatches = "".join(f"<span class='swatch'><svg width='22' height='12'><rect class='key seg-{kind}' width='22' "
+                       f"height='12' rx='2'/></svg>{escape(text)}</span>"
                        for kind, text in LEGEND)
     return f"<p class='legend'>{swatches}<span class='swatch'><svg width='22' height='12'><rect class='key bar-key' " \
            f"width='22' height='12' rx='2'/></svg>step (start to end)</span></p>"
