@@ -94,6 +94,7 @@ del{background:#f8c8c8;text-decoration:line-through}ins{background:#c8f5c8;text-
 .side{display:grid;grid-template-columns:1fr 1fr;gap:.6rem}
 .delta-up{color:#a12626}.delta-down{color:#17692b}
 @media print{main{max-width:none;padding:0}details.step{break-inside:avoid-page}pre{max-height:none}
+ h2,h3,.legend{break-after:avoid}.figure,table{break-inside:avoid}
  .figure{overflow:visible;border:0}svg{max-width:100%;height:auto}}
 """ + _status_rules()
 

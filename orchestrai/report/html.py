@@ -66,11 +66,16 @@ def header(report: RunReport) -> str:
             f"<div class='cards'>{card_html}</div></header>")
 
 
-def _problems(report: RunReport) -> str:
-    if not report.problems:
+def _box(kind: str, title: str, lines: list[str]) -> str:
+    """A box of plain lines (escaped), or nothing when there are none."""
+    if not lines:
         return ""
-    items = "".join(f"<li>{escape(p)}</li>" for p in report.problems)
-    return f"<section class='box problems' id='problems'><b>What this log lacks</b><ul>{items}</ul></section>"
+    items = "".join(f"<li>{escape(line)}</li>" for line in lines)
+    return f"<section class='box {kind}' id='{kind}'><b>{escape(title)}</b><ul>{items}</ul></section>"
+
+
+def _problems(report: RunReport) -> str:
+    return _box("problems", "What this log lacks", report.problems)
 
 
 def _errors(report: RunReport) -> str:
@@ -84,10 +89,7 @@ def _errors(report: RunReport) -> str:
 
 
 def _notices(report: RunReport) -> str:
-    if not report.notices:
-        return ""
-    items = "".join(f"<li>{escape(n)}</li>" for n in report.notices)
-    return f"<section class='box notices' id='notices'><b>Notices</b><ul>{items}</ul></section>"
+    return _box("notices", "Notices", report.notices)
 
 
 def _graph(report: RunReport) -> str:

@@ -70,7 +70,9 @@ def _rows(view: StepView, depth: int) -> list[tuple[StepView, int]]:
 
 def _row(view: StepView, depth: int, origin: float, scale: float, y: int, shown: bool, open_: bool) -> str:
     parent = f" data-parent='{escape(view.parent or '', True)}'" if depth else ""
-    label = view.id if depth == 0 else view.id.rpartition("/")[2] if "/" in view.id else view.id
+    label = view.id  # an item keeps its whole id (`findings[2]`), a loop's or sub-pipeline's step its tail
+    if depth and view.parent and view.id.startswith(view.parent) and not view.id.endswith("]"):
+        label = view.id[len(view.parent):].lstrip("/")  # `#2/draft`, `plan`
     text = (("▾ " if open_ else "▸ ") if view.children else "") + label
     texts = f"<text class='label' x='{6 + depth * 14}' y='{ROW / 2 + 4}'>{escape(_clip(text, 30 - depth * 2))}</text>"
     bar = ""
