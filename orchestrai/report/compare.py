@@ -9,6 +9,7 @@ from html import escape
 from urllib.parse import quote
 
 from ..htmltext import display_text, word_diff
+from ..observe.nesting import depth_of
 from .assets import css_status
 from .html import duration, header, html_page
 from .markdown import cell
@@ -63,7 +64,8 @@ def _delta(a: float | None, b: float | None, unit: str) -> str:
     change = b - a
     if abs(change) < 1e-9:
         return "<span class='meta'>±0</span>"
-    shown = duration(abs(change)) if unit == "s" else f"${abs(change):.4f}"
+    size = abs(change)
+    shown = duration(size) if unit == "s" else f"${size:.4f}" if size >= 0.0001 else f"${size:.6f}"
     return f"<span class='delta-{'up' if change > 0 else 'down'}'>{'+' if change > 0 else '−'}{shown}</span>"
 
 
@@ -75,7 +77,7 @@ def compare_html(comparison: Comparison) -> str:
     a, b = comparison.a, comparison.b
     rows = "".join(
         f"<tr data-step='{escape(p.id, True)}' class='{'changed' if p.changed else 'same'}'>"
-        f"<td><a href='#diff-{quote(p.id)}'>{escape(p.id)}</a></td>"
+        f"<td style='padding-left:{0.55 + depth_of(p.id)}rem'><a href='#diff-{quote(p.id)}'>{escape(p.id)}</a></td>"
         f"<td><span class='dot status-{css_status(p.a.status)}'></span>{escape(p.a.status)}</td>"
         f"<td><span class='dot status-{css_status(p.b.status)}'></span>{escape(p.b.status)}</td>"
         f"<td class='num'>{duration(p.a.duration_s)}</td><td class='num'>{duration(p.b.duration_s)}</td>"
@@ -90,7 +92,8 @@ def compare_html(comparison: Comparison) -> str:
                    + "".join(f"<li data-step='{escape(v.id, True)}'>{escape(v.id)} ({escape(v.status)})</li>"
                              for v in views) + "</ul>"
                    for name, run, views in (("A", a, comparison.only_a), ("B", b, comparison.only_b)) if views)
-    diffs = "".join(_diff_block(p) for p in comparison.pairs if p.text_a or p.text_b)
+    shown = sorted((p for p in comparison.pairs if p.text_a or p.text_b), key=lambda p: not p.changed)
+    diffs = "".join(_diff_block(p) for p in shown)  # the changed outputs first
     body = (f"<h1>Comparison</h1><p class='meta'>A = run {escape(a.run_id)} · B = run {escape(b.run_id)}</p>"
             f"<div class='side'><div>{header(a)}</div><div>{header(b)}</div></div>{table}{only}"
             f"<h2>Outputs</h2>{diffs}")

@@ -85,7 +85,8 @@ def _errors(report: RunReport) -> str:
     items = "".join(f"<li data-step='{escape(v.id, True)}'><a href='#step-{quote(v.id)}'><b>{escape(v.id)}</b></a>"
                     f" <span class='meta'>({escape(v.module)}, {escape(v.status)})</span>: "
                     f"<span class='error'>{escape(v.error or 'no error recorded')}</span></li>" for v in failed)
-    return f"<section class='box errors' id='errors'><h2>What failed</h2><ul>{items}</ul></section>"
+    title = "What failed" if any(v.status != "interrupted" for v in failed) else "What did not finish"
+    return f"<section class='box errors' id='errors'><h2>{title}</h2><ul>{items}</ul></section>"
 
 
 def _notices(report: RunReport) -> str:
