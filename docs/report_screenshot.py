@@ -80,8 +80,8 @@ def main() -> None:
                        cwd=scratch, env=env, check=True, stdout=subprocess.DEVNULL)
     [log] = (scratch / "logs").glob("*.json")
     page = scratch / "report.html"
-    subprocess.run([sys.executable, "-m", "orchestrai", "report", str(log), "-o", str(page)], cwd=scratch, env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "orchestrai", "report", str(log.relative_to(scratch)), "-o", str(page)],
+                   cwd=scratch, env=env, check=True, stdout=subprocess.DEVNULL)
     target = REPO / "docs" / "report.png"
     subprocess.run(browser_command(browser, scratch / "profile", "--window-size=1400,1360", "--hide-scrollbars",
                                    f"--screenshot={target}", page.as_uri()), check=True, capture_output=True)

@@ -418,3 +418,31 @@ def test_the_devtools_protocol_sees_no_request_but_the_page_itself(demo: Path, t
                                                "</body></html>")
     assert "http://images.example.invalid/a.png" in requests_made(tmp_path, control)
     assert requests_made(tmp_path, page) == [page.as_uri()]
+
+
+def test_a_huge_fanout_draws_its_first_items_and_every_failed_one(demo: Path, tmp_path: Path) -> None:
+    log = json.loads(demo.read_text())
+    item = next(s for s in log["steps"] if s["id"] == "findings[0]")
+    at = log["steps"].index(item)
+    items = [{**item, "id": f"findings[{n}]", "status": "failed" if n == 900 else "completed"} for n in range(1000)]
+    log["steps"][at: at + 3] = items
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps(log))
+    target = tmp_path / "big.html"
+    assert run_cli("report", str(big), "-o", str(target)).exit_code == 0
+    dom = parse(target.read_text())
+    rows = [a["data-step"] for a in dom.having("g", "row") if a.get("data-parent") == "findings"]
+    assert len(rows) == 201 and rows[-1] == "findings[900]"  # the first 200 and the failed one
+    assert "799 rows left out (all in the log)" in target.read_text()
+    assert "… and 799 more (all in the memory log)" in target.read_text()
+
+
+def test_a_log_with_fields_of_the_wrong_type_is_one_line(demo: Path, tmp_path: Path) -> None:
+    log = json.loads(demo.read_text())
+    log["steps"][1]["usage"] = "lots"
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(log))
+    done = subprocess.run([sys.executable, "-m", "orchestrai", "report", str(odd), "-o", str(tmp_path / "odd.html")],
+                          capture_output=True, text=True, timeout=60, env=os.environ)
+    assert done.returncode == 2 and "a memory log orchestrai cannot read" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -25,10 +25,15 @@ __all__ = ["FORMATS", "RunReport", "open_run", "render", "write_report"]
 def open_run(log_dir: Path, ref: str, redact: Callable[[str], str] | None = None) -> RunReport:
     """The report model of run `ref`; every text passed through `redact` first (the log is already
     redacted by the run; this is for keys the config knows now)."""
-    loaded = load(locate(log_dir, ref))
-    if redact is not None:
-        loaded.log = json.loads(redact(json.dumps(loaded.log, ensure_ascii=False, default=str)))
-    return build(loaded)
+    path = locate(log_dir, ref)
+    try:
+        loaded = load(path)
+        if redact is not None:
+            loaded.log = json.loads(redact(json.dumps(loaded.log, ensure_ascii=False, default=str)))
+        return build(loaded)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a field of a type no orchestrai wrote
+        raise InputError(f"{path}: a memory log orchestrai cannot read ({type(exc).__name__}: {exc})",
+                         hint="`orchestrai logs show RUN --json` prints it as it is") from None
 
 
 def format_of(target: Path) -> str:

@@ -141,7 +141,10 @@ def _step(view: StepView, expanded: bool) -> str:
              f"{escape(str(view.raw.get('started_at') or '—'))} · {view.sums.input_tokens:,} in / "
              f"{view.sums.output_tokens:,} out tokens · {escape(view.cost_text)}</p>",
              _messages(view.raw.get("messages")), _output(view), _attempts(view), _tool_calls(view)]
-    kids = "".join(_step(child, expanded) for child in view.children)
+    shown, left_out = view.shown_children()
+    kids = "".join(_step(child, expanded) for child in shown)
+    if left_out:
+        kids += f"<p class='meta'>… and {left_out:,} more (all in the memory log)</p>"
     if kids:
         parts.append(f"<h3>{escape(view.fold or 'nested steps')}</h3><div class='children'>{kids}</div>")
     return (f"<details class='step status-{status}' id='step-{escape(view.id, True)}' "

@@ -16,6 +16,7 @@ from ..observe.nesting import Sums, fold_text, logged_sums, nest, parent_of, rol
 from .loading import LoadedLog
 
 FAILED = frozenset({"failed", "interrupted", "budget_exceeded"})
+MAX_SHOWN = 200  # children of one step drawn in the timeline and listed in the steps
 
 
 @dataclass
@@ -63,6 +64,14 @@ class StepView:
     @property
     def cost_text(self) -> str:
         return self.sums.cost_text() or "—"
+
+    def shown_children(self) -> tuple[list[StepView], int]:
+        """The children a page draws, and how many it leaves out: the first MAX_SHOWN, plus every failed
+        one after them (a 10,000-item fan-out is 10,000 rows otherwise; the log has them all)."""
+        if len(self.children) <= MAX_SHOWN:
+            return self.children, 0
+        shown = self.children[:MAX_SHOWN] + [c for c in self.children[MAX_SHOWN:] if c.failed]
+        return shown, len(self.children) - len(shown)
 
     def walk(self) -> list[StepView]:
         """This step and every record nested in it, depth first."""

@@ -34,20 +34,20 @@ DEFS = ("<defs><pattern id='hatch-retry' width='6' height='6' patternUnits='user
 
 
 def timeline_svg(report: RunReport, *, expanded: bool = False) -> str:
-    rows = [(view, depth) for step in report.steps for view, depth in _rows(step, 0)]
-    starts = [v.started for v, _ in rows if v.started is not None]
+    rows = [row for step in report.steps for row in _rows(step, 0)]
+    starts = [v.started for v, _, _ in rows if v.started is not None]
     if not starts:
         return "<p class='meta'>No step has a start time in this log: there is no timeline to draw.</p>"
     origin = min([*starts, *([report.started] if report.started else [])])
-    ends = [t for v, _ in rows for t in (v.finished, *(s.end for s in v.segments())) if t is not None]
+    ends = [t for v, _, _ in rows for t in (v.finished, *(s.end for s in v.segments())) if t is not None]
     span = max([*ends, *starts]) - origin
     span = span if span > 0 else 0.001
     scale = CHART_W / span
     expanded = expanded or len(rows) <= OPEN_UP_TO
     body, y = [], AXIS_H
-    for view, depth in rows:
+    for view, depth, parent in rows:
         shown = expanded or depth == 0
-        body.append(_row(view, depth, origin, scale, y, shown, expanded))
+        body.append(_row(view, parent, depth, origin, scale, y, shown, expanded))
         y += ROW if shown else 0
     height = y + 8
     return (f"<svg class='timeline' xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' "
@@ -64,15 +64,18 @@ def legend_html() -> str:
            f"width='22' height='12' rx='2'/></svg>step (start to end)</span></p>"
 
 
-def _rows(view: StepView, depth: int) -> list[tuple[StepView, int]]:
-    return [(view, depth), *(row for child in view.children for row in _rows(child, depth + 1))]
+def _rows(view: StepView, depth: int, parent: str | None = None) -> list[tuple[StepView, int, str | None]]:
+    """The step's row and its children's, each with the row it folds under (`parent`)."""
+    kids = view.shown_children()[0]
+    return [(view, depth, parent), *(row for child in kids for row in _rows(child, depth + 1, view.id))]
 
 
-def _row(view: StepView, depth: int, origin: float, scale: float, y: int, shown: bool, open_: bool) -> str:
-    parent = f" data-parent='{escape(view.parent or '', True)}'" if depth else ""
+def _row(view: StepView, parent_id: str | None, depth: int, origin: float, scale: float, y: int, shown: bool,
+         open_: bool) -> str:
+    parent = f" data-parent='{escape(parent_id, True)}'" if parent_id is not None else ""
     label = view.id  # an item keeps its whole id (`findings[2]`), a loop's or sub-pipeline's step its tail
-    if depth and view.parent and view.id.startswith(view.parent) and not view.id.endswith("]"):
-        label = view.id[len(view.parent):].lstrip("/")  # `#2/draft`, `plan`
+    if parent_id and view.id.startswith(parent_id) and not view.id.endswith("]"):
+        label = view.id[len(parent_id):].lstrip("/")  # `#2/draft`, `plan`
     text = (("▾ " if open_ else "▸ ") if view.children else "") + label
     texts = f"<text class='label' x='{6 + depth * 14}' y='{ROW / 2 + 4}'>{escape(_clip(text, 30 - depth * 2))}</text>"
     bar = ""
@@ -81,6 +84,8 @@ def _row(view: StepView, depth: int, origin: float, scale: float, y: int, shown:
         x = LABEL_W + (view.started - origin) * scale
         width = max((end - view.started) * scale, 2.0)
         time = f"{view.duration_s:.3f} s" if view.duration_s is not None else "unfinished"
+        left_out = view.shown_children()[1]
+        time += f" · {left_out:,} rows left out (all in the log)" if left_out else ""
         bar = (f"<rect class='bar status-{css_status(view.status)}' x='{x:.1f}' y='4' width='{width:.1f}' "
                f"height='{ROW - 8}' rx='3'><title>{escape(view.id)}: {escape(view.status)}, {time}</title></rect>")
         bar += "".join(_segment(s.kind, LABEL_W + (s.start - origin) * scale, max((s.end - s.start) * scale, 1.5),
