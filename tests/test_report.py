@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,11 @@ def test_the_html_report_in_headless_chromium(demo: Path, project: Path, tmp_pat
     assert {"input_tokens", "output_tokens", "cost"} <= set(cells)
     text = "".join(dom.texts)
     assert f"{log['totals']['input_tokens']:,}" in text and f"{log['totals']['output_tokens']:,}" in text
+    by_step = [a for t, a in dom.elements if t == "tr" and "data-input-tokens" in a]
+    assert [a["data-step"] for a in by_step] == TOP_LEVEL
+    for name in ("input_tokens", "output_tokens"):
+        assert sum(int(a[f"data-{name.replace('_', '-')}"]) for a in by_step) == log["totals"][name] > 0
+    assert round(sum(float(a["data-cost"] or 0) for a in by_step), 6) == round(log["totals"]["cost_usd"], 6)
     # Errors first: the failure box comes before the graph, and names the step and the server's message.
     html = page.read_text()
     assert html.index("id='errors'") < html.index("id='graph'") < html.index("id='timeline'")
@@ -364,49 +370,71 @@ def test_no_artifact_holds_a_configured_secret(demo: Path, keys: dict[str, str],
         assert "leaked ***" in text and secret not in text
 
 
-def requests_made(tmp_path: Path, page: Path) -> list[str]:
-    """Every URL the page asked for while loading, recorded over the DevTools protocol
-    (Network.requestWillBeSent) from a headless Chromium on a loopback debugging port."""
-    profile = tmp_path / f"cdp-{page.stem}"
-    process = subprocess.Popen(browser_command(browser(), profile, "--remote-debugging-port=0", "about:blank"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        port_file = profile / "DevToolsActivePort"
+class DevTools:
+    """A headless Chromium driven over the DevTools protocol on a loopback port: a page loaded, every
+    request it made (Network.requestWillBeSent) recorded, and JavaScript evaluated in it."""
+
+    def __init__(self, tmp_path: Path, page: Path) -> None:
+        self.page, self.number = page, 0
+        self.urls: list[str] = []
+        profile = tmp_path / f"cdp-{page.stem}"
+        self.process = subprocess.Popen(browser_command(browser(), profile, "--remote-debugging-port=0",
+                                                        "about:blank"),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self._connect(profile / "DevToolsActivePort")
+        except BaseException:
+            self.process.kill()
+            raise
+
+    def _connect(self, port_file: Path) -> None:
         for _ in range(600):  # a bound, not a timing assert: the browser writes the file when it listens
             if port_file.is_file() and port_file.read_text().strip():
                 break
-            assert process.poll() is None, "chromium exited before it listened"
+            assert self.process.poll() is None, "chromium exited before it listened"
             time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        from urllib.request import urlopen
+        from urllib.request import urlopen  # loopback only: the browser's own debugging port
 
         from websockets.sync.client import connect
 
-        with urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as answer:
+        with urlopen(f"http://127.0.0.1:{int(port_file.read_text().split()[0])}/json/list", timeout=30) as answer:
             target = next(t for t in json.load(answer) if t["type"] == "page")
-        urls: list[str] = []
-        with connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as socket:
-            def command(number: int, method: str, **params: Any) -> dict[str, Any]:
-                """Send a command; its result, once every event before it is recorded."""
-                socket.send(json.dumps({"id": number, "method": method, "params": params}))
-                while True:
-                    message = json.loads(socket.recv(timeout=60))
-                    if message.get("method") == "Network.requestWillBeSent":
-                        urls.append(message["params"]["request"]["url"])
-                    if message.get("id") == number:
-                        return dict(message.get("result") or {})
+        self.closing = ExitStack()
+        self.socket = self.closing.enter_context(connect(target["webSocketDebuggerUrl"], max_size=None,
+                                                         open_timeout=30))
 
-            command(1, "Network.enable")
-            command(2, "Page.navigate", url=page.as_uri())
-            for number in range(3, 600):  # until the page and everything it asks for have loaded
-                state = command(number, "Runtime.evaluate", expression="document.readyState")
-                if state.get("result", {}).get("value") == "complete":
-                    break
-                time.sleep(0.1)
-        return urls
-    finally:
-        process.kill()
-        process.wait(timeout=30)
+    def __enter__(self) -> DevTools:
+        self.command("Network.enable")
+        self.command("Page.navigate", url=self.page.as_uri())
+        for _ in range(600):  # until the page and everything it asks for have loaded
+            if self.evaluate("document.readyState") == "complete":
+                break
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.closing.close()
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def command(self, method: str, **params: Any) -> dict[str, Any]:
+        """Send a command; its result, once every event before it is recorded."""
+        self.number += 1
+        self.socket.send(json.dumps({"id": self.number, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv(timeout=60))
+            if message.get("method") == "Network.requestWillBeSent":
+                self.urls.append(message["params"]["request"]["url"])
+            if message.get("id") == self.number:
+                return dict(message.get("result") or {})
+
+    def evaluate(self, expression: str) -> Any:
+        return self.command("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+
+def requests_made(tmp_path: Path, page: Path) -> list[str]:
+    with DevTools(tmp_path, page) as browser_page:
+        return browser_page.urls
 
 
 def test_the_devtools_protocol_sees_no_request_but_the_page_itself(demo: Path, tmp_path: Path) -> None:
@@ -446,3 +474,28 @@ def test_a_log_with_fields_of_the_wrong_type_is_one_line(demo: Path, tmp_path: P
                           capture_output=True, text=True, timeout=60, env=os.environ)
     assert done.returncode == 2 and "a memory log orchestrai cannot read" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_clicks_fold_and_unfold_the_timeline_rows_and_the_dag_children(demo: Path, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    assert run_cli("report", str(demo), "-o", str(page)).exit_code == 0
+    items = "[...document.querySelectorAll('svg.timeline g.row[data-parent=\"findings\"]')]"
+    shown = f"{items}.map(r => r.style.display !== 'none')"
+    row_of = "document.querySelector('svg.timeline g.row[data-step=\"{}\"]')"
+    click = "{}.dispatchEvent(new MouseEvent('click', {{bubbles: true}}))"
+    with DevTools(tmp_path, page) as chrome:
+        assert chrome.evaluate(shown) == [True, True, True]  # a short timeline starts open
+        before = chrome.evaluate(row_of.format("summary") + ".getAttribute('transform')")
+        chrome.evaluate(click.format(row_of.format("findings") + ".querySelector('text')"))
+        assert chrome.evaluate(shown) == [False, False, False]
+        after = chrome.evaluate(row_of.format("summary") + ".getAttribute('transform')")
+        assert before != after  # the rows below moved up
+        chrome.evaluate(click.format(row_of.format("findings") + ".querySelector('text')"))
+        assert chrome.evaluate(shown) == [True, True, True]
+        assert chrome.evaluate(row_of.format("summary") + ".getAttribute('transform')") == before
+        block = "document.querySelector('svg.dag g.children[data-parent=\"findings\"]').style.display"
+        assert chrome.evaluate(block) == "none"
+        chrome.evaluate(click.format("document.querySelector('svg.dag g.node[data-step=\"findings\"]')"))
+        assert chrome.evaluate(block) == ""
+        assert chrome.evaluate("document.getElementById('step-findings').open") is True
+        assert chrome.urls == [page.as_uri()]

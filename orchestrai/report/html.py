@@ -108,7 +108,10 @@ def _graph(report: RunReport) -> str:
 
 
 def _totals(report: RunReport) -> str:
-    rows = "".join(f"<tr data-step='{escape(v.id, True)}'><td><span class='dot status-{css_status(v.status)}'></span>"
+    rows = "".join(f"<tr data-step='{escape(v.id, True)}' data-input-tokens='{v.sums.input_tokens}' "
+                   f"data-output-tokens='{v.sums.output_tokens}' "
+                   f"data-cost='{v.sums.cost_usd if v.sums.priced else ''}'>"
+                   f"<td><span class='dot status-{css_status(v.status)}'></span>"
                    f"{escape(v.id)}{_fold(v)}</td><td>{escape(v.status)}</td>"
                    f"<td class='num'>{duration(v.duration_s)}</td><td class='num'>{v.sums.input_tokens:,}</td>"
                    f"<td class='num'>{v.sums.output_tokens:,}</td><td class='num'>{escape(v.cost_text)}</td></tr>"
