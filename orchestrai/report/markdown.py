@@ -56,24 +56,28 @@ def _models_table(report: RunReport) -> list[str]:
 
 
 def _timeline(report: RunReport) -> list[str]:
-    """`+0.00 s → +1.20 s  plan (completed, 2 attempts, retry wait 0.5 s)`, one line per top-level step."""
+    """`   0.00 s →    1.20 s  plan (completed, 1 failed attempt, retry wait 0.50 s)`, a line per top-level step."""
     origin = report.started or min((v.started for v in report.steps if v.started is not None), default=None)
     if origin is None:
         return []
     lines = ["### Timeline", "", "```"]
     for view in sorted(report.steps, key=lambda v: v.started if v.started is not None else float("inf")):
         if view.started is None:
-            lines.append(f"{'':>9}   {'':>9}  {view.id} ({view.status}, never started)")
+            lines.append(f"{'':>9}   {'':>9}  {view.id} ({view.status}, never started)")  # aligned with the rest
             continue
         end = view.finished if view.finished is not None else view.started
-        lines.append(f"+{view.started - origin:7.2f} s → +{end - origin:7.2f} s  {view.id} ({_facts(view)})")
+        lines.append(f"{view.started - origin:7.2f} s → {end - origin:7.2f} s  {view.id} ({_facts(view)})")
     return [*lines, "```", ""]
 
 
 def _facts(view: StepView) -> str:
     facts = [view.status]
-    if len(view.attempts) > 1:
-        facts.append(f"{len(view.attempts)} attempts")
+    calls = sum(1 for a in view.attempts if "latency_s" in a)
+    failed = len(view.attempts) - calls
+    if calls > 1:
+        facts.append(f"{calls} calls")
+    if failed:
+        facts.append(f"{failed} failed attempt" + ("s" if failed > 1 else ""))
     segments = view.segments()
     waits = {kind: sum(s.end - s.start for s in segments if s.kind == kind) for kind in ("retry_wait", "rate_wait")}
     if waits["retry_wait"]:
@@ -95,7 +99,8 @@ def _outputs(report: RunReport) -> list[str]:
         more = len(text) - OUTPUT_LIMIT
         cut = f"\n… ({more:,} more characters in the HTML report)" if more > 0 else ""
         lines += [f"<details><summary>{escape(view.id)} ({escape(view.status)})</summary>", "",
-                  f"<pre>{escape(text[:OUTPUT_LIMIT])}{escape(cut)}</pre>", "", "</details>", ""]
+                  f"<pre>{escape(text[:OUTPUT_LIMIT], quote=False)}{escape(cut, quote=False)}</pre>", "",
+                  "</details>", ""]
     return lines if len(lines) > 2 else []
 
 
