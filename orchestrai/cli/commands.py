@@ -280,7 +280,7 @@ def logs_show(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id (or
 @app.command()
 @user_errors
 def report(run_a: str = typer.Argument(..., metavar="RUN", help="Run id (or its start) or a log file path."),
-           run_b: str | None = typer.Argument(None, metavar="[RUN_B]", help="A second run: compare the two."),
+           run_b: str | None = typer.Argument(None, metavar="RUN_B", help="A second run: compare the two."),
            output: Path | None = typer.Option(None, "--output", "-o", help="report.html, report.md or report.pdf "
                                               "(default: report-<run id>.html here)."),
            config: Path | None = ConfigOption, log_dir: Path | None = LogDirOption) -> None:
