@@ -301,7 +301,13 @@ def test_a_log_cut_short_renders_what_it_holds(demo: Path, tmp_path: Path) -> No
     html = target.read_text()
     assert "the log is cut short" in html and "refine#1/draft" in html and "refine#1/review" not in html
     assert "data-step='findings[2]'" in html  # everything before the cut
+    header_only = tmp_path / ("head-" + demo.name)
+    header_only.write_text(text[: text.index('"versions"')])  # cut inside the run's own fields
+    assert run_cli("report", str(header_only), "-o", str(target)).exit_code == 0
+    html = target.read_text()
+    assert "unknown (log cut short)" in html and "this log has no totals" in html and "0 steps could be read" in html
     run_id = demo.name.rsplit("-", 1)[1].removesuffix(".json")
+    assert f"run <code>{run_id}</code>" in html
     demo.unlink()  # the whole file gone: the cut one is found by its run id
     assert run_cli("report", run_id, "--log-dir", str(cut.parent), "-o", str(target)).exit_code == 0
 

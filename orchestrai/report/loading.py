@@ -43,6 +43,9 @@ def locate(log_dir: Path, ref: str) -> Path:
                        if _run_id_of(p.name).startswith(ref))
         if len(named) == 1:
             return named[0]
+        if named:
+            raise InputError(f"{ref!r} matches several log files in {log_dir}: "
+                             f"{', '.join(p.name for p in named[:3])}", hint="give the log file's path") from None
         raise
 
 
