@@ -263,17 +263,37 @@ def logs_show(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id (or
               as_json: bool = typer.Option(False, "--json", help="Print the whole log as JSON."),
               show_all: bool = typer.Option(False, "--all",
                                             help="Show every item of a fan-out (one of over 20 items is summarized, "
-                                                 "with its failed items).")) -> None:
+                                                 "with its failed items)."),
+              open_report: bool = typer.Option(False, "--open", help="Write the run's HTML report beside its log "
+                                               "(<log>.html) and print its path.")) -> None:
     """Show one run: its steps, their status, tokens, cost and outputs; items, iterations and
     sub-pipeline steps indented under their step."""
     from ..observe.runs import dump, find_run
     from .render import print_run, stdout_console
 
+    if open_report:
+        from .reportcmd import open_beside_log
+
+        typer.echo(str(open_beside_log(_log_dir(config, log_dir), run_ref, config)))
+        return
     path, log = find_run(_log_dir(config, log_dir), run_ref)
     if as_json:
         sys.stdout.write(dump(log) + "\n")
     else:
         print_run(stdout_console(), path, log, show_all=show_all)
+
+
+@app.command()
+@user_errors
+def report(run_a: str = typer.Argument(..., metavar="RUN", help="Run id (or its start) or a log file path."),
+           run_b: str | None = typer.Argument(None, metavar="RUN_B", help="A second run: compare the two."),
+           output: Path | None = typer.Option(None, "--output", "-o", help="report.html, report.md or report.pdf "
+                                              "(default: report-<run id>.html here)."),
+           config: Path | None = ConfigOption, log_dir: Path | None = LogDirOption) -> None:
+    """Write a report of a stored run (HTML, Markdown or PDF by the suffix), or of two runs compared; no re-run."""
+    from .reportcmd import report_command
+
+    typer.echo(str(report_command(_log_dir(config, log_dir), run_a, run_b, output, config)))
 
 
 cache_app = typer.Typer(help="The call cache: identical provider calls answered without a request.",
