@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
 
 from orchestrai.observe.dag import DagNode, format_duration, layers, order_layers, render_svg
 
@@ -103,3 +112,75 @@ def test_an_empty_graph_is_still_an_svg() -> None:
 def test_durations_read_short() -> None:
     assert [format_duration(s) for s in (0.351, 1.23, 42.0, 185.0, 7300.0)] == [
         "0.35 s", "1.2 s", "42.0 s", "3 min 5 s", "2 h 1 min"]
+
+
+def test_folded_children_take_no_height_until_opened() -> None:
+    plain = [DagNode("plan", "plan", "completed", 1.0), DagNode("findings", "findings", "completed", 2.0, "9 items")]
+    items = tuple(DagNode(f"findings[{i}]", f"[{i}]", "completed", 0.1) for i in range(9))
+    folded = [plain[0], DagNode("findings", "findings", "completed", 2.0, "9 items", items)]
+    without, with_children = parse(render_svg(plain, [("plan", "findings")])), parse(render_svg(folded, [("plan",
+                                                                                                      "findings")]))
+    assert with_children.get("height") == without.get("height") == with_children.get("data-height")
+    assert with_children.get("viewBox") == without.get("viewBox")
+    (block,) = groups_of(with_children, "children")
+    assert float(block.get("data-bottom") or 0) > float(with_children.get("height") or 0)  # 9 rows need room
+
+
+# Lines a browser must fit in their boxes: wide letters, CJK, long words, long statuses and times.
+HARD = ["pattern_research_synthesizer_with_a_long_name", "W" * 40, "m" * 40, "数据分析步骤" * 5, "@%#&" * 12,
+        "a fairly long note with spaces between its many words and more words"]
+
+
+def hard_graph() -> str:
+    kids = tuple(DagNode(f"k[{i}]", text, "interrupted", 3599.0 + i) for i, text in enumerate(HARD))
+    statuses = ["interrupted", "completed", "failed", "skipped", None, "running"]
+    nodes = [DagNode(f"n{i}", text, status, 3599.0, text, kids if i == 0 else ())
+             for i, (text, status) in enumerate(zip(HARD, statuses, strict=True))]
+    nodes.append(DagNode("plain", "plain", note=HARD[5] + " " + HARD[0]))  # two note lines, no status
+    return render_svg(nodes, [("n0", "n1"), ("n1", "n2")], title=" ".join(HARD))
+
+
+MEASURE = """<script>
+document.querySelectorAll('g.children').forEach(g => { g.style.display = ''; });
+const out = [];
+const svg = document.querySelector('svg');
+const inside = (box, outer) => box.x >= outer.x - 0.5 && box.x + box.width <= outer.x + outer.width + 0.5;
+document.querySelectorAll('g.node, g.child').forEach(g => {
+  const rect = g.querySelector('rect').getBBox();
+  const texts = [...g.querySelectorAll(':scope > text')];
+  for (const t of texts) {
+    const parts = t.querySelectorAll('tspan').length ? [...t.querySelectorAll('tspan')] : [t];
+    for (const p of parts) {
+      const box = p.getBBox();
+      if (!inside(box, rect)) out.push(g.dataset.step + ': ' + p.textContent + ' ' + box.width + ' > ' + rect.width);
+    }
+  }
+  const status = g.querySelector('text.status'), time = g.querySelector('text.time');
+  if (status && time && status.getBBox().x + status.getBBox().width > time.getBBox().x) {
+    out.push('overlap ' + g.dataset.step);
+  }
+});
+const title = document.querySelector('text.dag-title');
+if (title.getBBox().x + title.getBBox().width > svg.viewBox.baseVal.width) out.push('title');
+document.body.insertAdjacentHTML('beforeend', '<pre id="out">' + JSON.stringify(out).replace(/</g, '&lt;') + '</pre>');
+</script>"""
+
+
+@pytest.mark.parametrize("page_css", ["", "svg text{font:12px system-ui,sans-serif;fill:#222}"],
+                         ids=["standalone", "under-the-report-css"])
+def test_every_text_line_fits_its_box_in_chromium(tmp_path: Path, page_css: str) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (CI installs it: .ci/run)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    page = tmp_path / "dag.html"
+    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><style>{page_css}</style></head><body>"
+                    f"{hard_graph()}{MEASURE}</body></html>", encoding="utf-8")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    found = re.findall(r'<pre id="out">(.*?)</pre>', dom, re.S)  # the last: the script's own text comes first
+    assert found, dom[-1500:]
+    assert json.loads(html.unescape(found[-1])) == []

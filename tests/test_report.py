@@ -501,7 +501,19 @@ def test_clicks_fold_and_unfold_the_timeline_rows_and_the_dag_children(demo: Pat
         assert chrome.evaluate(row_of.format("summary") + ".getAttribute('transform')") == before
         block = "document.querySelector('svg.dag g.children[data-parent=\"findings\"]').style.display"
         assert chrome.evaluate(block) == "none"
-        chrome.evaluate(click.format("document.querySelector('svg.dag g.node[data-step=\"findings\"]')"))
+        height = "document.querySelector('svg.dag').getAttribute('height')"
+        folded = chrome.evaluate(height)
+        assert folded == chrome.evaluate("document.querySelector('svg.dag').dataset.height")  # no room kept
+        node = "document.querySelector('svg.dag g.node[data-step=\"findings\"]')"
+        chrome.evaluate(click.format(node))
         assert chrome.evaluate(block) == ""
+        opened = chrome.evaluate("document.querySelector('svg.dag g.children[data-parent=\"findings\"]')"
+                                 ".dataset.bottom")
+        assert float(chrome.evaluate(height)) == max(float(folded), float(opened))  # grown to show the block
+        assert chrome.evaluate("document.querySelector('svg.dag').viewBox.baseVal.height") == float(
+            chrome.evaluate(height))
+        chrome.evaluate(click.format(node))  # folded again: back to its height
+        assert chrome.evaluate(block) == "none" and chrome.evaluate(height) == folded
+        chrome.evaluate(click.format(node))
         assert chrome.evaluate("document.getElementById('step-findings').open") is True
         assert chrome.urls == [page.as_uri()]

@@ -11,9 +11,12 @@ run, statuses and times filled in). The layout is the classic layered one:
 
 Labels come from untrusted YAML: every text is XML-escaped and stripped of the characters XML 1.0
 cannot hold, and labels are capped (ellipsis) so a 200-step pipeline stays readable; the full id is
-in each node's `<title>` (a tooltip). A folded node (a fan-out, a loop) carries its children in a
-`<g class="children" data-parent="ID" style="display:none">` block drawn after every node (so it
-lies on top when the HTML report shows it); without JavaScript the SVG simply shows the folded node.
+in each node's `<title>` (a tooltip); lines are cut by their drawn width (textfit.py), and their size
+is an inline style a page's CSS cannot override. A folded node (a fan-out, a loop) carries its
+children in a `<g class="children" data-parent="ID" data-bottom="Y" style="display:none">` block drawn
+after every node (so it lies on top when the HTML report shows it); the SVG is sized to what shows
+(`data-height`), and a page that opens a block grows it to the block's `data-bottom`. Without
+JavaScript the SVG simply shows the folded node.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .textfit import fit, split_in_two, text_width
+
 NODE_WIDTH = 184
 NODE_HEIGHT = 56
 COLUMN_GAP = 64
@@ -29,8 +34,10 @@ ROW_GAP = 18
 MARGIN = 20
 TITLE_HEIGHT = 30
 CHILD_HEIGHT = 22
-MAX_LABEL = 24  # characters: ~7 px each at 12 px, inside NODE_WIDTH with padding
-MAX_NOTE = 30
+PAD = 10  # text inside a box, from its sides
+INNER = NODE_WIDTH - 2 * PAD  # the width a line of a node's text may take
+NOTE_SIZE = 10.5
+CHILD_SIZE = 11
 MAX_CHILDREN = 200  # rows of one children block; the rest is "... N more"
 
 # (fill, stroke) per status; unknown statuses and "no status yet" (a pipeline before a run) are plain.
@@ -138,17 +145,19 @@ def render_svg(nodes: Sequence[DagNode], edges: Sequence[tuple[str, str]], *, ti
                         MARGIN + (TITLE_HEIGHT if title else 0))
     overlays = [_children_block(by_id[node_id], *layout.places[node_id]) for node_id in by_id
                 if by_id[node_id].children]
-    width, height = layout.width, max([layout.height, *(bottom for _, bottom in overlays)])
+    # Sized to what shows: children blocks are hidden. Each says where it ends (data-bottom), so the
+    # page that opens one grows the SVG to max(data-height, the open blocks' data-bottom).
+    width, height = layout.width, layout.height
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="dag" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" '
-        'font-size="12">',
+        f'viewBox="0 0 {width:.0f} {height:.0f}" data-height="{height:.0f}" '
+        'font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12">',
         '<defs><marker id="dag-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#777"/></marker></defs>',
     ]
     if title:
-        parts.append(f'<text class="dag-title" x="{MARGIN}" y="{MARGIN + 14}" font-size="15" '
-                     f'font-weight="600">{escape(_cap(title, 120))}</text>')
+        parts.append(_text(MARGIN, MARGIN + 14, fit(title, width - 2 * MARGIN, 15, bold=True), size=15,
+                           cls="dag-title", bold=True))
     parts.append('<g class="edges">')
     parts += (layout.edge(source, target) for source, target in drawn)
     parts.append('</g><g class="nodes">')
@@ -213,6 +222,15 @@ class _Layout:
                 'fill="none" stroke="#888" stroke-width="1.3" marker-end="url(#dag-arrow)"/>')
 
 
+def _text(x: float, y: float, content: str, *, size: float, cls: str | None = None, bold: bool = False,
+          fill: str = "#222", end: bool = False) -> str:
+    """One line of already-fitted text. Size, weight and colour are an inline style, so a page's CSS (the
+    report's `svg text{font:12px ...}`) cannot change the size the text was cut for."""
+    style = f"font-size:{size}px;fill:{fill}" + (";font-weight:600" if bold else "")
+    return (f'<text{f" class={chr(34)}{cls}{chr(34)}" if cls else ""} x="{x:.1f}" y="{y:.1f}"'
+            f'{" text-anchor=" + chr(34) + "end" + chr(34) if end else ""} style="{style}">{escape(content)}</text>')
+
+
 def _node(node: DagNode, x: float, y: float) -> str:
     fill, stroke = STATUS_COLOURS.get(node.status or "", PLAIN_COLOURS)
     classes = "node folded" if node.children else "node"
@@ -227,66 +245,69 @@ def _node(node: DagNode, x: float, y: float) -> str:
         f"<title>{escape(tooltip)}</title>",
         f'<rect x="{x:.1f}" y="{y:.1f}" width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="6" fill="{fill}" '
         f'stroke="{stroke}" stroke-width="{2.2 if node.children else 1.4}"/>',
-        f'<text class="label" x="{x + 10:.1f}" y="{y + 18:.1f}" font-weight="600">'
-        f"{escape(_cap(node.label, MAX_LABEL))}</text>",
+        _text(x + PAD, y + 18, fit(node.label, INNER, 12, bold=True), size=12, cls="label", bold=True),
     ]
+    room: float = INNER
     if node.duration_s is not None:
-        lines.append(f'<text class="time" x="{x + NODE_WIDTH - 10:.1f}" y="{y + 35:.1f}" text-anchor="end" '
-                     f'fill="#333">{escape(format_duration(node.duration_s))}</text>')
+        time = format_duration(node.duration_s)
+        lines.append(_text(x + NODE_WIDTH - PAD, y + 35, time, size=12, cls="time", fill="#333", end=True))
+        room -= text_width(time, 12) + 8
     if node.status:
-        lines.append(f'<text class="status" x="{x + 10:.1f}" y="{y + 35:.1f}" fill="{stroke}">'
-                     f"{escape(node.status)}</text>")
+        lines.append(_text(x + PAD, y + 35, fit(node.status, room, 12), size=12, cls="status", fill=stroke))
     note = node.note or (f"{len(node.children)} inside" if node.children else "")
     if note:
-        lines.append(_note(note + (" ▸" if node.children else ""), x, y, two_lines=not node.status
-                           and node.duration_s is None))
+        lines.append(_note(note, x, y, folded=bool(node.children),
+                           two_lines=not node.status and node.duration_s is None))
     lines.append("</g>")
     return "".join(lines)
 
 
-def _note(note: str, x: float, y: float, *, two_lines: bool) -> str:
-    """A node's note: its last line, or (nothing else to show: a pipeline before a run) its last two."""
-    start = f'<text class="note" x="{x + 10:.1f}" y="{y + 50:.1f}" font-size="10.5" fill="#555">'
-    note = " ".join(note.split())
-    if two_lines:
-        start = start.replace(f'y="{y + 50:.1f}"', f'y="{y + 36:.1f}"')
-    if not two_lines or len(note) <= MAX_NOTE:
-        return f"{start}{escape(_cap(note, MAX_NOTE))}</text>"
-    cut = note.rfind(" ", 0, MAX_NOTE + 1)
-    cut = cut if cut > MAX_NOTE // 2 else MAX_NOTE
-    first, rest = note[:cut].rstrip(), note[cut:].lstrip()
-    return (f'{start}<tspan x="{x + 10:.1f}">{escape(first)}</tspan>'
-            f'<tspan x="{x + 10:.1f}" dy="14">{escape(_cap(rest, MAX_NOTE))}</tspan></text>')
+def _note(note: str, x: float, y: float, *, folded: bool, two_lines: bool) -> str:
+    """A node's note: its last line, or (nothing else to show: a pipeline before a run) its last two; a
+    folded node's ends with ▸."""
+    marker = " ▸" if folded else ""
+    room = INNER - text_width(marker, NOTE_SIZE)
+    first, second = split_in_two(note, room, NOTE_SIZE) if two_lines else (fit(note, room, NOTE_SIZE), "")
+    style = f'class="note" x="{x + PAD:.1f}" style="font-size:{NOTE_SIZE}px;fill:#555"'
+    if not second:
+        return f'<text {style} y="{y + (36 if two_lines else 50):.1f}">{escape(first + marker)}</text>'
+    return (f'<text {style} y="{y + 36:.1f}"><tspan x="{x + PAD:.1f}">{escape(first)}</tspan>'
+            f'<tspan x="{x + PAD:.1f}" dy="14">{escape(second + marker)}</tspan></text>')
 
 
 def _children_block(node: DagNode, x: float, y: float) -> tuple[str, float]:
-    """The hidden list of a folded node's children, under the node; and where it ends (its bottom)."""
+    """The hidden list of a folded node's children, under the node; and where it ends (its bottom, with
+    a margin: what the SVG must show when the block is open)."""
     shown = node.children[:MAX_CHILDREN]
     rest = len(node.children) - len(shown)
     top = y + NODE_HEIGHT + 4
     rows = len(shown) + (1 if rest else 0)
     bottom = top + rows * CHILD_HEIGHT + 8
-    parts = [f'<g class="children" data-parent="{escape(node.id)}" style="display:none">',
+    parts = [f'<g class="children" data-parent="{escape(node.id)}" data-bottom="{bottom + MARGIN:.0f}" '
+             'style="display:none">',
              f'<rect x="{x:.1f}" y="{top:.1f}" width="{NODE_WIDTH}" height="{bottom - top:.1f}" rx="4" '
              'fill="#fafafa" stroke="#999"/>']
     for index, child in enumerate(shown):
-        row_y = top + 4 + index * CHILD_HEIGHT
-        fill, stroke = STATUS_COLOURS.get(child.status or "", PLAIN_COLOURS)
-        status = f' data-status="{escape(child.status)}"' if child.status else ""
-        text = _cap(child.label, MAX_LABEL - 6)
-        parts.append(
-            f'<g class="child" data-step="{escape(child.id)}"{status}><title>{escape(_child_tooltip(child))}</title>'
-            f'<rect x="{x + 4:.1f}" y="{row_y:.1f}" width="{NODE_WIDTH - 8}" height="{CHILD_HEIGHT - 3}" rx="3" '
-            f'fill="{fill}" stroke="{stroke}"/>'
-            f'<text x="{x + 10:.1f}" y="{row_y + 14:.1f}" font-size="11">{escape(text)}</text>'
-            + (f'<text x="{x + NODE_WIDTH - 10:.1f}" y="{row_y + 14:.1f}" font-size="11" text-anchor="end">'
-               f"{escape(format_duration(child.duration_s))}</text>" if child.duration_s is not None else "")
-            + "</g>")
+        parts.append(_child_row(child, x, top + 4 + index * CHILD_HEIGHT))
     if rest:
-        parts.append(f'<text x="{x + 10:.1f}" y="{top + 4 + len(shown) * CHILD_HEIGHT + 14:.1f}" font-size="11" '
-                     f'fill="#555">… {rest} more</text>')
+        parts.append(_text(x + PAD, top + 4 + len(shown) * CHILD_HEIGHT + 14, f"… {rest} more", size=CHILD_SIZE,
+                           fill="#555"))
     parts.append("</g>")
     return "".join(parts), bottom + MARGIN
+
+
+def _child_row(child: DagNode, x: float, y: float) -> str:
+    fill, stroke = STATUS_COLOURS.get(child.status or "", PLAIN_COLOURS)
+    status = f' data-status="{escape(child.status)}"' if child.status else ""
+    room: float = NODE_WIDTH - 8 - 2 * (PAD - 4)  # the row's rect is 4 px in from the block's
+    time = ""
+    if child.duration_s is not None:
+        time = _text(x + NODE_WIDTH - PAD, y + 14, format_duration(child.duration_s), size=CHILD_SIZE, end=True)
+        room -= text_width(format_duration(child.duration_s), CHILD_SIZE) + 6
+    return (f'<g class="child" data-step="{escape(child.id)}"{status}><title>{escape(_child_tooltip(child))}</title>'
+            f'<rect x="{x + 4:.1f}" y="{y:.1f}" width="{NODE_WIDTH - 8}" height="{CHILD_HEIGHT - 3}" rx="3" '
+            f'fill="{fill}" stroke="{stroke}"/>'
+            + _text(x + PAD, y + 14, fit(child.label, room, CHILD_SIZE), size=CHILD_SIZE) + time + "</g>")
 
 
 def _child_tooltip(child: DagNode) -> str:
@@ -302,11 +323,6 @@ def format_duration(seconds: float) -> str:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
-
-
-def _cap(text: str, limit: int) -> str:
-    text = " ".join(text.split())  # newlines and tabs would not render in one <text> anyway
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def escape(text: str) -> str:

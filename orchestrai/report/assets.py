@@ -99,7 +99,8 @@ del{background:#f8c8c8;text-decoration:line-through}ins{background:#c8f5c8;text-
 """ + _status_rules()
 
 # Timeline rows: clicking a step with children shows its direct children (or hides all its descendants)
-# and moves the rows below. Folded DAG nodes: clicking a node shows its `g.children` group.
+# and moves the rows below. Folded DAG nodes: clicking a node shows its `g.children` group, and the
+# DAG's SVG grows to hold the open groups (observe/dag.py: data-height, each group's data-bottom).
 # Print: every <details> opens (the PDF is rendered with all open already).
 SCRIPT = """
 (function(){
@@ -117,10 +118,14 @@ document.querySelectorAll('svg.timeline').forEach(function(svg){
   var t=row.querySelector('text.label'),a=open?'\u25be':'\u25b8',b=open?'\u25b8':'\u25be';
   if(t)t.textContent=t.textContent.replace(a,b);
   layout(svg);});});
+function fit(svg){var h=+svg.dataset.height;svg.querySelectorAll('g.children').forEach(function(g){
+  if(g.style.display!=='none'){h=Math.max(h,+g.dataset.bottom);}});
+ var vb=svg.viewBox.baseVal;svg.setAttribute('height',h);svg.setAttribute('viewBox','0 0 '+vb.width+' '+h);}
 document.querySelectorAll('svg g.node').forEach(function(n){n.style.cursor='pointer';
- n.addEventListener('click',function(){var id=n.getAttribute('data-step');
-  document.querySelectorAll('g.children').forEach(function(g){if(g.getAttribute('data-parent')===id){
+ n.addEventListener('click',function(){var id=n.getAttribute('data-step'),svg=n.ownerSVGElement;
+  svg.querySelectorAll('g.children').forEach(function(g){if(g.getAttribute('data-parent')===id){
    g.style.display=g.style.display==='none'?'':'none';}});
+  if(svg.dataset.height){fit(svg);}
   var d=document.getElementById('step-'+id);if(d&&!d.open){d.open=true;}});});
 window.addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d.open=true;});});
 })();
