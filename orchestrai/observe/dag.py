@@ -227,8 +227,9 @@ def _text(x: float, y: float, content: str, *, size: float, cls: str | None = No
     """One line of already-fitted text. Size, weight and colour are an inline style, so a page's CSS (the
     report's `svg text{font:12px ...}`) cannot change the size the text was cut for."""
     style = f"font-size:{size}px;fill:{fill}" + (";font-weight:600" if bold else "")
-    return (f'<text{f" class={chr(34)}{cls}{chr(34)}" if cls else ""} x="{x:.1f}" y="{y:.1f}"'
-            f'{" text-anchor=" + chr(34) + "end" + chr(34) if end else ""} style="{style}">{escape(content)}</text>')
+    attributes = (f' class="{cls}"' if cls else "") + f' x="{x:.1f}" y="{y:.1f}"'
+    attributes += ' text-anchor="end"' if end else ""
+    return f'<text{attributes} style="{style}">{escape(content)}</text>'
 
 
 def _node(node: DagNode, x: float, y: float) -> str:
