@@ -28,12 +28,16 @@ ENDS = ("step_finished", "step_failed", "step_skipped")
 TIMEOUT_S = 60
 
 
+BRANCHES = {branch["properties"]["type"]["const"]: branch for branch in SCHEMA["oneOf"]}
+
+
 def valid(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every line checked against the schema (and its version); the lines."""
+    """Every line checked against the schema (and its version), every field of it documented there; the lines."""
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     for line in lines:
         VALIDATOR.validate(line)
         assert line["v"] == 1
+        assert set(line) - set(SCHEMA["properties"]) <= set(BRANCHES[line["type"]]["properties"]), line
     return lines
 
 
