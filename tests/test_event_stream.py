@@ -350,3 +350,34 @@ def test_one_naming_for_the_stream_its_schema_and_webhooks() -> None:
     assert sorted(branch["properties"]["type"]["const"] for branch in SCHEMA["oneOf"]) == sorted(EVENT_NAMES)
     assert {cls.__name__ for cls in EVENTS} | {"StepToken"} == set(NAMES_BY_CLASS)
     assert set(webhookconfig.EVENT_NAMES) <= set(EVENT_NAMES)
+
+
+def test_watch_runs_append_to_one_stream(project: Path, server_config: Path, keys: dict,
+                                         fake_server: FakeLLMServer) -> None:
+    """`run --watch --events FILE`: one file for every run of the session, each run complete and in order."""
+    import io
+
+    from rich.console import Console
+
+    from orchestrai.cli.runcmd import RunRequest
+    from orchestrai.cli.watchcmd import watch_command
+
+    write(project / "system_prompts" / "writer.md", "You are a writer. Write about {{ request }}.\n")
+    pipeline = write(project / "one.yml", "pipeline:\n  - {module: start_module, output_name: request}\n"
+                                          "  - {module: writer, inputs: [request], output_name: a}\n")
+    prompt = project / "system_prompts" / "writer.md"
+    edits = [lambda: prompt.write_text(prompt.read_text() + "Be brief.\n")]
+
+    def sleep(_: float) -> None:
+        if edits:
+            edits.pop(0)()
+
+    request = RunRequest(pipeline=pipeline, inputs=["request=R"], quiet=True, events=str(project / "events.jsonl"))
+    assert watch_command(request, sleep=sleep, runs=2, console=Console(file=io.StringIO())) == 0
+    lines = read_lines(project / "events.jsonl")
+    starts = [index for index, line in enumerate(lines) if line["type"] == "run_started"]
+    assert len(starts) == 2 and len({line["run_id"] for line in lines}) == 2
+    first, second = lines[:starts[1]], lines[starts[1]:]
+    check_order(first)
+    check_order(second)
+    assert [line["status"] for line in second if line["type"] in ENDS] == ["resumed", "completed"]
