@@ -315,7 +315,7 @@ class StepContext:
             inferred = self.run.config.inference_note(self.step)
             raise ProviderError(f"step {self.step.id!r}: {error}{tried}" + (f" ({inferred})" if inferred else ""),
                                 kind=exc.kind, hint=exc.hint) from None
-        self.run.bus.emit(StepRetrying(self.step.id, attempt, error, wait))
+        self.run.bus.emit(StepRetrying(self.record.id, attempt, error, wait))
         return wait
 
     async def _one_attempt(self, provider: Provider, messages: list[Message], settings: dict[str, Any],
@@ -379,7 +379,7 @@ class StepContext:
         if waited >= 0.01:  # an admission without waiting takes microseconds; below 10 ms is noise
             self._limit_wait = round(waited, 3)
             if self.run.bus.wants(RateLimitWaited):
-                self.run.bus.emit(RateLimitWaited(self.step.id, provider, model, self._limit_wait))
+                self.run.bus.emit(RateLimitWaited(self.record.id, provider, model, self._limit_wait))
         return permits
 
     def _check_step_budget(self, worst: float | None, model: str) -> None:
@@ -409,7 +409,7 @@ class StepContext:
         model["output_tokens"] += completion.usage.output_tokens
         model["cost_usd"] = None if cost is None or model["cost_usd"] is None else model["cost_usd"] + cost
         if self.run.report_calls:
-            self.run.bus.emit(CallFinished(self.step.id, completion.provider, completion.model, completion.usage,
+            self.run.bus.emit(CallFinished(self.record.id, completion.provider, completion.model, completion.usage,
                                            cost, completion.latency_s, cached))
 
     def _report_cache_problem(self) -> None:
