@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import write
@@ -298,3 +299,34 @@ def test_resume_of_a_changed_pipeline_reruns_only_what_changed(project: Path, se
     assert reasons["review"] == "its module, prompt, model settings or options changed"
     assert reasons["better"] == reasons["markdown"] == "its inputs changed"
     assert len(chat_requests(fake_server)) == 3
+
+
+def test_a_wait_for_a_rate_limit_is_an_event_and_on_the_attempt(project: Path, server_config: Path, keys: dict,
+                                                                 fake_server: FakeLLMServer) -> None:
+    """Two calls, one at a time: the second waits for the first (0.2 s at the server), and says so."""
+    from orchestrai.api import RateLimitWaited
+
+    write(project / "config.yml", server_config.read_text() + "rate_limits:\n  openai: {max_concurrent: 1}\n")
+    write(project / "p.yml", """
+        pipeline:
+          - {module: start_module, output_name: request}
+          - {module: translator, inputs: [request], output_name: a}
+          - {module: translator, inputs: [request], output_name: b}
+        """)
+    fake_server.latency_s = 0.2
+    seen: list[RateLimitWaited] = []
+
+    class Waits:
+        events = (RateLimitWaited,)
+
+        def on_event(self, event: Any) -> None:
+            seen.append(event)
+
+    result, _ = run_library("p.yml", inputs={"request": "R"}, hooks=[Waits()])
+    assert result.status == "completed"
+    waited = {r.id: r.attempts[0].get("rate_limit_wait_s") for r in result.records if r.module == "translator"}
+    assert sorted(waited.values(), key=lambda w: w or 0)[0] is None  # the first call was admitted at once
+    late = next(step for step, wait in waited.items() if wait)
+    assert waited[late] >= 0.1  # it waited for the other call (0.2 s at the server) to end
+    assert [(e.step_id, e.provider, e.model, e.wait_s) for e in seen] == [(late, "openai", "gpt-4o-mini",
+                                                                           waited[late])]

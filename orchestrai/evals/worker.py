@@ -20,6 +20,7 @@ from ..engine.shared import Shared
 from ..errors import ValidationFailed
 from ..project import Project
 from .plan import EvalPlan, load_eval
+from .testrun import run_test
 
 
 @dataclass
@@ -80,8 +81,6 @@ class EvalRunner:
             self._plan, self._shared, self._owns = None, None, False
 
     async def __call__(self, number: int, task: dict[str, Any]) -> RowResult:
-        from .runner import run_test
-
         plan, shared = self.open()
         variant = next(v for v in plan.variants if v.name == task["variant"])
         outcome = await run_test(plan, variant, plan.tests[task["test"]], task["repeat"], shared, self.use_cache,
