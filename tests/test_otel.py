@@ -343,6 +343,7 @@ def test_a_collector_that_is_down_costs_one_line_and_never_the_run(project: Path
     assert "Traceback" not in done.stderr and "opentelemetry" not in done.stderr.lower().replace("opentelemetry:", "")
     lines = [line for line in done.stderr.splitlines() if "OpenTelemetry" in line]
     assert len(lines) == 1 and "was not delivered to http://127.0.0.1:" in lines[0], done.stderr
+    assert lines[0].endswith("Connection refused"), lines[0]
     assert HONEYCOMB not in done.stderr
 
 

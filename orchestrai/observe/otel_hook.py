@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -305,9 +306,15 @@ class _QuietWhileExporting(logging.Filter):
         exporter = getattr(_EXPORTING, "exporter", None)
         if exporter is None:
             return True
-        if record.levelno >= logging.ERROR or exporter.failure is None:
-            exporter.reason = record.getMessage().splitlines()[0][:300]
+        if exporter.reason is None:  # the first says why (later ones: "retrying", "giving up")
+            exporter.reason = _short_reason(record.getMessage())
         return False
+
+
+def _short_reason(message: str) -> str:
+    """`[Errno 111] Connection refused` out of urllib3's paragraph, else the message's first line (cut short)."""
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", message)
+    return errno.group(1).strip() if errno else message.splitlines()[0][:300] if message else "unknown error"
 
 
 _QUIET = _QuietWhileExporting()
