@@ -113,3 +113,25 @@ def test_the_api_depends_on_nothing_but_leaf_modules() -> None:
     assert not {name for name in reachable if name.startswith(("orchestrai.engine", "orchestrai.modules",
                                                                "orchestrai.providers", "orchestrai.observe",
                                                                "orchestrai.cli", "orchestrai.config"))}
+
+
+def test_the_engine_never_reaches_tracing_or_ui_libraries() -> None:
+    """The engine imports neither the tracing hooks nor OpenTelemetry, wandb or rich, not even through
+    another orchestrai module (those are chosen by the CLI or a library caller, and imported lazily)."""
+    graph = import_graph()
+    reached: set[str] = set()
+    todo = [name for name in graph if name.startswith("orchestrai.engine")]
+    while todo:
+        for target in graph[todo.pop()] - reached:
+            reached.add(target)
+            todo.append(target)
+    assert not reached & {"orchestrai.observe.otel_hook", "orchestrai.observe.wandb_hook",
+                          "orchestrai.observe.progress", "orchestrai.cli"}
+    third_party = set()
+    for name in {*reached, *(n for n in graph if n.startswith("orchestrai.engine"))}:
+        for node in ast.walk(ast.parse(modules()[name].read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                third_party.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                third_party.add(node.module.split(".")[0])
+    assert not third_party & {"opentelemetry", "wandb", "rich"}

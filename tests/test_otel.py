@@ -214,6 +214,41 @@ def test_capture_content_records_messages_and_tool_calls_redacted(project: Path,
         assert secret not in json.dumps({k: str(v) for k, v in span.attributes.items()})
 
 
+def test_sub_pipeline_steps_and_a_module_called_as_a_tool_nest(project: Path, server_config: Path, keys: dict,
+                                                              fake_server: FakeLLMServer) -> None:
+    prompts(project)
+    write(project / "system_prompts" / "summer.md", "You are a summer. Sum up {{ subject }}.\n")
+    write(project / "system_prompts" / "translator.md", "You are a translator. Translate {{ text }}.\n")
+    write(project / "pipelines" / "sub.yml", """
+        pipeline:
+          - {module: start_module, output_name: subject}
+          - {module: summer, inputs: [subject], output_name: summary}
+        """)
+    path = write(project / "nested.yml", """
+        pipeline:
+          - {module: start_module, output_name: request}
+          - {pipeline: pipelines/sub.yml, inputs: [request], with: {subject: request}, output_name: whole}
+          - module: agent
+            inputs: [request]
+            output_name: a
+            tools: [{module: translator}]
+        """)
+    fake_server.queue_tool_calls([("translator", {"text": "hello"})], match="You are an agent")
+    fake_server.queue_reply("bonjour", match="You are a translator")
+    fake_server.queue_reply("done", match="You are an agent")
+    result, spans = traced_run(path)
+    assert result.status == "completed", [(r.id, r.error) for r in result.records if r.error]
+    whole = spans.with_step("whole")
+    assert whole.name == "invoke_workflow whole"
+    assert spans.parent(spans.with_step("whole/summary")) is whole
+    assert spans.parent(spans.with_step("whole/subject")) is whole
+    tool = spans.one("execute_tool translator")
+    assert spans.parent(tool) is spans.with_step("a")
+    spawned = spans.with_step("a/translator@0/translator")
+    assert spans.parent(spawned) is tool and spawned.name == "chat gpt-4o-mini"
+    assert tool.start_time <= spawned.start_time and spawned.end_time <= tool.end_time + 2_000_000
+
+
 # --- a real `orchestrai run` against an OTLP/HTTP receiver --------------------------------------------------
 
 

@@ -116,45 +116,66 @@ class WandbHook:
 
     def _span(self, node: SpanNode) -> Any:
         """One node of the shared tree (observe/spans.py) as a wandb Span, its children under it."""
-        from wandb.sdk.data_types.trace_tree import Result, Span, SpanKind, StatusCode
+        from wandb.sdk.data_types.trace_tree import Span, SpanKind, StatusCode
 
-        kind, attributes, result = SpanKind.CHAIN, {}, None
+        kind, attributes, result = (self._step_parts(node) if node.kind == "step" else self._call_parts(node)
+                                    if node.kind == "call" else self._tool_parts(node) if node.kind == "tool"
+                                    else (SpanKind.CHAIN, {}, None))
         record = node.record
-        if node.kind == "step" and record is not None:
-            kind = SpanKind.LLM if node.one_call else SpanKind.AGENT if record.details.get("tool_calls") else (
-                SpanKind.CHAIN if record.provider is None or any(c.kind in ("step", "iteration") for c in node.children)
-                else SpanKind.AGENT)
-            if record.provider is None and not node.children:
-                kind = SpanKind.TOOL  # a step that calls no model (start_module, a Python module)
-            attributes = {**dict(zip(STEP_COLUMNS, self._row(record), strict=True)), "calls": record.calls,
-                          "attempts": len(record.attempts), "parent": record.parent}
-            result = Result(inputs=self._clean(dict(record.inputs)), outputs=self._clean({record.output_name:
-                                                                                         record.output}))
-        elif node.kind == "call":
-            kind = SpanKind.LLM
-            call = node.call
-            attributes = {"model": node.name, "provider": call.provider if call else record and record.provider,
-                          **({"input_tokens": call.usage.input_tokens, "output_tokens": call.usage.output_tokens,
-                              "cost_usd": call.cost_usd, "cached": call.cached} if call else
-                             {"attempt": (node.attempt or {}).get("attempt"), "kind": node.error_type})}
-        elif node.kind == "tool":
-            kind = SpanKind.TOOL
-            entry = node.tool or {}
-            full = node.tool_event.result if node.tool_event is not None else entry.get("result")
-            attributes = {"round": entry.get("round"), "refused": bool(entry.get("refused")),
-                          "duration_s": entry.get("duration_s")}
-            result = Result(inputs=self._clean({"arguments": entry.get("arguments")}),
-                            outputs=self._clean({"error": node.error} if node.error else {"result": full}))
+        status = node.error or (record.status if node.kind == "step" and record is not None else "ok")
         span = Span(name=self._clean(node.name), span_kind=kind,
                     status_code=StatusCode.ERROR if node.error else StatusCode.SUCCESS,
-                    status_message=self._clean(node.error or (record.status if node.kind == "step" and record
-                                                              else "ok")),
-                    start_time_ms=_ms(node.start), end_time_ms=_ms(node.end),
+                    status_message=self._clean(status), start_time_ms=_ms(node.start), end_time_ms=_ms(node.end),
                     attributes=self._clean({k: v for k, v in attributes.items() if v is not None}),
                     results=[result] if result is not None else None)
         for child in node.children:
             span.add_child_span(self._span(child))
         return span
+
+    def _step_parts(self, node: SpanNode) -> tuple[Any, dict[str, Any], Any]:
+        """A step: LLM (its one call), AGENT (tools, several calls), CHAIN (items, iterations, sub-pipeline
+        steps), TOOL (no model: start_module, a Python module)."""
+        from wandb.sdk.data_types.trace_tree import Result, SpanKind
+
+        record = node.record
+        assert record is not None
+        if node.one_call:
+            kind = SpanKind.LLM
+        elif any(child.kind in ("step", "iteration") for child in node.children):
+            kind = SpanKind.CHAIN
+        else:
+            kind = SpanKind.AGENT if record.provider is not None else SpanKind.TOOL
+        attributes: dict[str, Any] = {**{str(k): v for k, v in zip(STEP_COLUMNS, self._row(record), strict=True)},
+                                      "calls": record.calls, "attempts": len(record.attempts), "parent": record.parent}
+        result = Result(inputs=self._clean(dict(record.inputs)),
+                        outputs=self._clean({record.output_name: record.output}))
+        return kind, attributes, result
+
+    def _call_parts(self, node: SpanNode) -> tuple[Any, dict[str, Any], Any]:
+        """A provider call: its tokens and cost, or (a failed attempt) its number and error kind."""
+        from wandb.sdk.data_types.trace_tree import SpanKind
+
+        call, record = node.call, node.record
+        attributes: dict[str, Any] = {"model": node.name, "provider": call.provider if call else
+                                      record.provider if record else None}
+        if call is not None:
+            attributes.update(input_tokens=call.usage.input_tokens, output_tokens=call.usage.output_tokens,
+                              cost_usd=call.cost_usd, cached=call.cached, latency_s=call.latency_s)
+        else:
+            attributes.update(attempt=(node.attempt or {}).get("attempt"), kind=node.error_type)
+        return SpanKind.LLM, attributes, None
+
+    def _tool_parts(self, node: SpanNode) -> tuple[Any, dict[str, Any], Any]:
+        """A tool call: arguments in, the (whole) result or the error out."""
+        from wandb.sdk.data_types.trace_tree import Result, SpanKind
+
+        entry = node.tool or {}
+        full = node.tool_event.result if node.tool_event is not None else entry.get("result")
+        attributes = {"round": entry.get("round"), "refused": bool(entry.get("refused")),
+                      "duration_s": entry.get("duration_s")}
+        result = Result(inputs=self._clean({"arguments": entry.get("arguments")}),
+                        outputs=self._clean({"error": node.error} if node.error else {"result": full}))
+        return SpanKind.TOOL, attributes, result
 
     @staticmethod
     def _row(r: StepRecord) -> list[Any]:
