@@ -327,15 +327,16 @@ def _attributes(span: Any) -> dict[str, Any]:
 HONEYCOMB = "hc-secret-abcdef0123456789"
 
 
+def after_request(project: Path, name: str, step: str) -> Path:
+    """A pipeline file: the run input `request`, then `step`."""
+    prompts(project)
+    return write(project / name, f"pipeline:\n  - {{module: start_module, output_name: request}}\n  - {step}\n")
+
+
 def test_a_cli_run_sends_its_trace_to_an_otlp_http_collector(project: Path, keys: dict, fake_server: FakeLLMServer,
                                                              receiver: Receiver) -> None:
     otel_config(project, fake_server, f"http://127.0.0.1:{receiver.port}")
-    prompts(project)
-    write(project / "small.yml", """
-        pipeline:
-          - {module: start_module, output_name: request}
-          - {module: agent, inputs: [request], tools: [calculate], output_name: answer}
-        """)
+    after_request(project, "small.yml", "{module: agent, inputs: [request], tools: [calculate], output_name: answer}")
     fake_server.queue_tool_calls([("calculate", {"expression": "1 + 1"})], match="You are an agent")
     fake_server.queue_reply("two", match="You are an agent")
     done = cli_run(project, {**keys, "HONEYCOMB_KEY": HONEYCOMB}, "small.yml")
@@ -348,9 +349,8 @@ def test_a_cli_run_sends_its_trace_to_an_otlp_http_collector(project: Path, keys
     assert spans["invoke_agent answer"].parent_span_id == root.span_id
     assert spans["execute_tool calculate"].parent_span_id == spans["invoke_agent answer"].span_id
     assert _attributes(spans["invoke_agent answer"])["gen_ai.provider.name"] == "openai"
-    [resource] = {id(r): r for _, m in receiver.requests for r in m.resource_spans}.values() or [None]
-    service = {item.key: item.value.string_value for item in resource.resource.attributes}
-    assert service["service.name"] == "otel-test"
+    resource = receiver.requests[0][1].resource_spans[0].resource
+    assert {item.key: item.value.string_value for item in resource.attributes}["service.name"] == "otel-test"
     everything = b"".join(message.SerializeToString() for _, message in receiver.requests)
     assert HONEYCOMB.encode() not in everything and keys["TEST_OPENAI_KEY"].encode() not in everything
     log = next((project / "logs").glob("*.json")).read_text()
@@ -366,12 +366,7 @@ def closed_port() -> int:
 def test_a_collector_that_is_down_costs_one_line_and_never_the_run(project: Path, keys: dict,
                                                                     fake_server: FakeLLMServer) -> None:
     otel_config(project, fake_server, f"http://127.0.0.1:{closed_port()}")
-    prompts(project)
-    write(project / "one.yml", """
-        pipeline:
-          - {module: start_module, output_name: request}
-          - {module: flaky, inputs: [request], output_name: answer}
-        """)
+    after_request(project, "one.yml", "{module: flaky, inputs: [request], output_name: answer}")
     done = cli_run(project, {**keys, "HONEYCOMB_KEY": HONEYCOMB}, "one.yml")
     assert done.returncode == 0, done.stderr
     assert "completed" in done.stderr
@@ -390,11 +385,7 @@ def test_the_standard_environment_variables_turn_tracing_on(project: Path, keys:
         default_model_config: {{model: gpt-4o-mini}}
         """)
     prompts(project)
-    write(project / "one.yml", """
-        pipeline:
-          - {module: start_module, output_name: request}
-          - {module: flaky, inputs: [request], output_name: answer}
-        """)
+    after_request(project, "one.yml", "{module: flaky, inputs: [request], output_name: answer}")
     env = {**keys, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
            "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer%20{HONEYCOMB}", "OTEL_SERVICE_NAME": "from-env"}
     done = cli_run(project, env, "one.yml")
