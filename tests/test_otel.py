@@ -297,7 +297,7 @@ def receiver() -> Iterator[Receiver]:
     server.server.server_close()
 
 
-def otel_config(project: Path, fake_server: FakeLLMServer, endpoint: str) -> Path:
+def otel_config(project: Path, fake_server: FakeLLMServer, endpoint: str, protocol: str = "http/protobuf") -> Path:
     return write(project / "config.yml", f"""
         providers:
           openai: {{base_url: {fake_server.base_url}, api_key: "${{TEST_OPENAI_KEY}}", timeout_s: 5}}
@@ -305,6 +305,7 @@ def otel_config(project: Path, fake_server: FakeLLMServer, endpoint: str) -> Pat
         log_dir: logs
         otel:
           endpoint: {endpoint}
+          protocol: {protocol}
           headers: {{x-honeycomb-team: "${{HONEYCOMB_KEY}}"}}
           service_name: otel-test
         """)
@@ -363,9 +364,10 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_a_collector_that_is_down_costs_one_line_and_never_the_run(project: Path, keys: dict,
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_a_collector_that_is_down_costs_one_line_and_never_the_run(project: Path, keys: dict, protocol: str,
                                                                     fake_server: FakeLLMServer) -> None:
-    otel_config(project, fake_server, f"http://127.0.0.1:{closed_port()}")
+    otel_config(project, fake_server, f"http://127.0.0.1:{closed_port()}", protocol)
     after_request(project, "one.yml", "{module: flaky, inputs: [request], output_name: answer}")
     done = cli_run(project, {**keys, "HONEYCOMB_KEY": HONEYCOMB}, "one.yml")
     assert done.returncode == 0, done.stderr
@@ -373,7 +375,7 @@ def test_a_collector_that_is_down_costs_one_line_and_never_the_run(project: Path
     assert "Traceback" not in done.stderr and "opentelemetry" not in done.stderr.lower().replace("opentelemetry:", "")
     lines = [line for line in done.stderr.splitlines() if "OpenTelemetry" in line]
     assert len(lines) == 1 and "was not delivered to http://127.0.0.1:" in lines[0], done.stderr
-    assert lines[0].endswith("Connection refused"), lines[0]
+    assert lines[0].endswith(": Connection refused"), lines[0]
     assert HONEYCOMB not in done.stderr
 
 

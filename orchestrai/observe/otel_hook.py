@@ -312,9 +312,15 @@ class _QuietWhileExporting(logging.Filter):
 
 
 def _short_reason(message: str) -> str:
-    """`[Errno 111] Connection refused` out of urllib3's paragraph, else the message's first line (cut short)."""
+    """`Connection refused` out of urllib3's paragraph (`[Errno 111] ...`) or gRPC's (`Error details: ...: ...`),
+    else the message's first line, cut short."""
     errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", message)
-    return errno.group(1).strip() if errno else message.splitlines()[0][:300] if message else "unknown error"
+    if errno:
+        return errno.group(1).strip()
+    details = message.partition("Error details: ")[2].strip()
+    if details:
+        return details.rsplit(": ", 1)[-1][:300]
+    return message.splitlines()[0][:300] if message else "unknown error"
 
 
 _QUIET = _QuietWhileExporting()
