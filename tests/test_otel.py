@@ -311,9 +311,11 @@ def otel_config(project: Path, fake_server: FakeLLMServer, endpoint: str, protoc
         """)
 
 
-def cli_run(project: Path, env_extra: dict[str, str], pipeline: str) -> subprocess.CompletedProcess[str]:
+def cli_run(project: Path, env_extra: dict[str, str], pipeline: str,
+            request: str = "R") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **env_extra}
-    return subprocess.run([sys.executable, "-m", "orchestrai", "run", pipeline, "--input", "request=R", "--no-cache"],
+    return subprocess.run([sys.executable, "-m", "orchestrai", "run", pipeline, "--input", f"request={request}",
+                           "--no-cache"],
                           cwd=project, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
 
 
@@ -336,11 +338,12 @@ def after_request(project: Path, name: str, step: str) -> Path:
 
 def test_a_cli_run_sends_its_trace_to_an_otlp_http_collector(project: Path, keys: dict, fake_server: FakeLLMServer,
                                                              receiver: Receiver) -> None:
-    otel_config(project, fake_server, f"http://127.0.0.1:{receiver.port}")
+    config = otel_config(project, fake_server, f"http://127.0.0.1:{receiver.port}")
+    config.write_text(config.read_text() + "  capture_content: true\n")  # the secrets must not leak even then
     after_request(project, "small.yml", "{module: agent, inputs: [request], tools: [calculate], output_name: answer}")
     fake_server.queue_tool_calls([("calculate", {"expression": "1 + 1"})], match="You are an agent")
-    fake_server.queue_reply("two", match="You are an agent")
-    done = cli_run(project, {**keys, "HONEYCOMB_KEY": HONEYCOMB}, "small.yml")
+    fake_server.queue_reply(f"two, says {keys['TEST_OPENAI_KEY']}", match="You are an agent")
+    done = cli_run(project, {**keys, "HONEYCOMB_KEY": HONEYCOMB}, "small.yml", request=f"add with {HONEYCOMB}")
     assert done.returncode == 0, done.stderr
     assert receiver.requests, done.stderr
     assert all(headers.get("x-honeycomb-team") == HONEYCOMB for headers, _ in receiver.requests)
@@ -349,7 +352,9 @@ def test_a_cli_run_sends_its_trace_to_an_otlp_http_collector(project: Path, keys
     root = spans["invoke_workflow small"]
     assert spans["invoke_agent answer"].parent_span_id == root.span_id
     assert spans["execute_tool calculate"].parent_span_id == spans["invoke_agent answer"].span_id
-    assert _attributes(spans["invoke_agent answer"])["gen_ai.provider.name"] == "openai"
+    answer = _attributes(spans["invoke_agent answer"])
+    assert answer["gen_ai.provider.name"] == "openai"
+    assert "add with ***" in answer["gen_ai.input.messages"] and "two, says ***" in answer["gen_ai.output.messages"]
     resource = receiver.requests[0][1].resource_spans[0].resource
     assert {item.key: item.value.string_value for item in resource.attributes}["service.name"] == "otel-test"
     everything = b"".join(message.SerializeToString() for _, message in receiver.requests)
