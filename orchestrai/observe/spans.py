@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -59,11 +59,6 @@ class SpanNode:
     one_call: bool = False
     events: list[SpanEvent] = field(default_factory=list)
     children: list[SpanNode] = field(default_factory=list)
-
-    def walk(self) -> Iterable[SpanNode]:
-        yield self
-        for child in self.children:
-            yield from child.walk()
 
 
 TRACE_EVENTS = frozenset({StepEnded, CallFinished, StepRetrying, RateLimitWaited, ToolCalled})
@@ -120,16 +115,16 @@ class TraceCollector:
             node.error_type = "interrupted" if record.status == "interrupted" else _last_kind(record)
         node.events = self._step_events(record.id)
         calls = self._calls.pop(record.id, [])
-        failed = self._failed_attempts(record, node)
+        attempts = self._failed_attempts(record, node)
         tools = self._tool_nodes(record, node)
         kids = [self._step(child, children) for child in children.get(record.id, [])]
         node.one_call = record.provider is not None and len(calls) <= 1 and not tools and not kids and (
-            bool(calls) or bool(failed))
+            bool(calls) or bool(attempts))
         if node.one_call and calls:
-            node.call = calls[0][1]  # the step is its one call
+            node.call = calls[0][1]  # the step is its one call; only its failed attempts are children
         else:
-            failed = [*(self._call_node(record, t, call) for t, call in calls), *failed]
-        node.children = sorted([*failed, *tools, *self._placed(record, kids, tools)], key=lambda n: n.start)
+            attempts = [*(self._call_node(record, t, call) for t, call in calls), *attempts]
+        node.children = sorted([*attempts, *tools, *self._placed(record, kids, tools)], key=lambda n: n.start)
         return node
 
     def _step_events(self, step_id: str) -> list[SpanEvent]:
@@ -145,6 +140,8 @@ class TraceCollector:
 
     def _failed_attempts(self, record: StepRecord, step: SpanNode) -> list[SpanNode]:
         retries = list(self._retries.pop(record.id, []))
+        if record.status == "resumed":  # its attempts were made by the earlier run, at its times
+            return []
         nodes = []
         for entry in record.attempts:
             if "error" not in entry:
