@@ -466,3 +466,16 @@ def test_missing_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(MissingExtraError) as caught:
         OtelHook()
     assert caught.value.hint == 'pip install "orchestrai[otel]"'
+
+
+def test_a_run_with_otel_configured_but_not_installed_says_which_extra(project: Path, keys: dict, tmp_path: Path,
+                                                                       fake_server: FakeLLMServer) -> None:
+    otel_config(project, fake_server, "http://127.0.0.1:4318")
+    after_request(project, "one.yml", "{module: flaky, inputs: [request], output_name: answer}")
+    blocker = write(tmp_path / "blocker" / "opentelemetry" / "__init__.py", "")  # hides the real namespace package
+    repo = str(Path(__file__).resolve().parent.parent)
+    done = cli_run(project, {**keys, "HONEYCOMB_KEY": HONEYCOMB,
+                             "PYTHONPATH": os.pathsep.join([str(blocker.parent.parent), repo])}, "one.yml")
+    assert done.returncode == 2, done.stderr
+    assert "OpenTelemetry is not installed" in done.stderr and 'pip install "orchestrai[otel]"' in done.stderr
+    assert "Traceback" not in done.stderr and not fake_server.requests
