@@ -249,6 +249,26 @@ def test_sub_pipeline_steps_and_a_module_called_as_a_tool_nest(project: Path, se
     assert tool.start_time <= spawned.start_time and spawned.end_time <= tool.end_time + 2_000_000
 
 
+def test_a_wait_for_a_rate_limit_is_an_event_on_the_waiting_item(project: Path, server_config: Path, keys: dict,
+                                                                  fake_server: FakeLLMServer) -> None:
+    server_config.write_text(server_config.read_text() + "rate_limits: {openai: {max_concurrent: 1}}\n")
+    prompts(project)
+    path = write(project / "fan.yml", f"""
+        pipeline:
+          - {{module: start_module, output_name: request}}
+          - {{module: planner, inputs: [request], output_name: plan, output_schema: {PLAN_SCHEMA}}}
+          - {{module: researcher, foreach: plan.topics, as: topic, output_name: findings}}
+        """)
+    fake_server.queue_reply(json.dumps({"topics": ["a", "b", "c"]}), match="You are a planner")
+    fake_server.latency_s = 0.05  # one call at a time: the other items wait for the limiter
+    result, spans = traced_run(path)
+    assert result.status == "completed"
+    waits = [(span.attributes["orchestrai.step.id"], event) for span in spans.all for event in span.events
+             if event.name == "orchestrai.rate_limit_wait"]
+    assert waits and all(step_id.startswith("findings[") for step_id, _ in waits)
+    assert all(event.attributes["wait_s"] >= 0.01 and event.attributes["model"] == "gpt-4o-mini" for _, event in waits)
+
+
 # --- a real `orchestrai run` against an OTLP/HTTP receiver --------------------------------------------------
 
 
