@@ -16,6 +16,7 @@ from .modelconfig import ModelConfig, local_model_is_default
 from .otelconfig import OtelConfig, OtelSettings, env_header_secrets, settings_from
 from .policies import ProviderRateLimits, RetryConfig, Role, new_dict
 from .schema_errors import problems_from_validation_error
+from .webhookconfig import Endpoint, WebhookConfig, endpoints, redact_webhooks, webhook_problems, webhook_secrets
 from .yamlsrc import YamlDoc, load_yaml
 
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ class ConfigFile(_Strict):
                                                     description="MCP servers whose tools steps may use.")
     otel: OtelConfig | None = Field(None, description="Send each run's trace to an OpenTelemetry collector "
                                     "(without it: when OTEL_EXPORTER_OTLP_ENDPOINT is set).")
+    webhooks: list[WebhookConfig] = Field(default_factory=list, description="Receivers of signed event POSTs "
+                                          "(Standard Webhooks).")
 
     @model_validator(mode="after")
     def _default_provider_types(self) -> ConfigFile:
@@ -210,7 +213,8 @@ class Config:
         values = [self.api_key(name) for name in self.provider_names() if name != "echo"]
         otel = self.file.otel
         headers = [v.get_secret_value() for v in otel.headers.values() if v is not None] if otel is not None else []
-        return [v for v in values if v] + self.mcp_secrets + headers + env_header_secrets(os.environ)
+        return [v for v in values if v] + self.mcp_secrets + webhook_secrets(self.file.webhooks) + headers + \
+            env_header_secrets(os.environ)
 
     def otel_settings(self) -> OtelSettings | None:
         """Where this config sends run traces (`otel:`, else the OTEL_EXPORTER_OTLP_* variables), or None.
@@ -224,6 +228,10 @@ class Config:
                 raise ConfigError(f"{where}{dotted} is ${{{var}}}, but {var} is not set",
                                   hint=f"export {var}=... before running, or remove it from otel:")
         return settings_from(self.file.otel, os.environ)
+
+    def webhook_endpoints(self) -> list[Endpoint]:
+        """The webhooks a run delivers to (ConfigError when a secret's ${VAR} is not set)."""
+        return endpoints(self.file.webhooks, path=self.shown_path, unset_env=self.unset_env)
 
     def mcp_server_settings(self, name: str) -> McpServerSettings:
         """What the MCP server `name` is started with (ConfigError when one of its ${VAR}s is not set)."""
@@ -245,6 +253,7 @@ class Config:
         redact_servers(data)
         if "headers" in data.get("otel", {}):
             data["otel"]["headers"] = dict.fromkeys(data["otel"]["headers"], "***")
+        redact_webhooks(data)
         return data
 
 
@@ -302,7 +311,7 @@ def parse_config(path: Path) -> tuple[Config | None, list[Problem]]:
                     mcp_lines={name: doc.line_of(("mcp_servers", name)) for name in file.mcp_servers},
                     shown_path=doc.path)
     problems = [*_provider_type_problems(file, doc), *_rate_limit_problems(config, doc),
-                *mcp_problems(file.mcp_servers, doc)]
+                *mcp_problems(file.mcp_servers, doc), *webhook_problems(file.webhooks, doc)]
     return (None, problems) if problems else (config, [])
 
 

@@ -4,7 +4,8 @@
   `fingerprint_extra` (ChecksSteps, PreflightsSteps, FingerprintsSteps);
 - a Provider answers messages with a Completion; a ProviderType registered under the
   `orchestrai.providers` entry points makes one from its ProviderSettings;
-- a Hook receives the run's events; a SelectiveHook names the event types it wants.
+- a Hook receives the run's events; a SelectiveHook names the event types it wants; a DrainsAsync
+  hook is awaited after the run ends (work still going, e.g. webhook deliveries).
 The engine implements these; it is not part of the contract.
 """
 
@@ -49,12 +50,15 @@ if TYPE_CHECKING:
     from .events import (
         EVENT_TYPES,
         CallFinished,
+        Drained,
+        DrainsAsync,
         Event,
         FanoutStarted,
         Hook,
         LoopIteration,
         Notice,
         RateLimitWaited,
+        RunDrained,
         RunFinished,
         RunStarted,
         SelectiveHook,
@@ -87,6 +91,8 @@ _EXPORTS = {
     "ChecksSteps": "orchestrai.api.contracts",
     "Completion": "orchestrai.api.values",
     "ConfigError": "orchestrai.errors",
+    "Drained": "orchestrai.api.events",
+    "DrainsAsync": "orchestrai.api.events",
     "EVENT_TYPES": "orchestrai.api.events",
     "ErrorKind": "orchestrai.errors",
     "Event": "orchestrai.api.events",
@@ -117,6 +123,7 @@ _EXPORTS = {
     "ToolCall": "orchestrai.api.values",
     "ToolSpec": "orchestrai.api.values",
     "RunFacts": "orchestrai.api.contracts",
+    "RunDrained": "orchestrai.api.events",
     "RunFinished": "orchestrai.api.events",
     "RunStarted": "orchestrai.api.events",
     "RunStatus": "orchestrai.api.values",
@@ -148,12 +155,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "EVENT_TYPES", "MODULE_ENTRY_POINT_GROUP", "PROVIDER_ENTRY_POINT_GROUP", "SUCCESS_STATUSES",
-    "TOOL_ENTRY_POINT_GROUP", "CallFinished", "ChecksSteps", "Completion", "ConfigError", "ErrorKind", "Event",
-    "FanoutStarted", "FingerprintsSteps", "Hook", "InputError", "Location", "LoopIteration", "Message",
-    "MissingExtraError", "Module", "ModuleError", "ModuleKind", "Notice", "OrchestraiError", "PipelineError",
-    "PreflightsSteps", "Problem", "PromptError", "Provider", "ProviderError", "ProviderSettings", "ProviderType",
-    "RateLimitWaited", "Role", "RunFacts", "RunFinished", "RunStarted", "RunStatus", "SelectiveHook", "Step",
-    "StepContext", "StepEnded", "StepRecord", "StepRetrying", "StepStarted", "StepStatus", "StepToken",
-    "TokenCallback", "ToolCall", "ToolCalled",
-    "ToolError", "ToolSource", "ToolSpec", "Totals", "Usage", "ValidationFailed",
+    "TOOL_ENTRY_POINT_GROUP", "CallFinished", "ChecksSteps", "Completion", "ConfigError", "Drained", "DrainsAsync",
+    "ErrorKind", "Event", "FanoutStarted", "FingerprintsSteps", "Hook", "InputError", "Location", "LoopIteration",
+    "Message", "MissingExtraError", "Module", "ModuleError", "ModuleKind", "Notice", "OrchestraiError",
+    "PipelineError", "PreflightsSteps", "Problem", "PromptError", "Provider", "ProviderError", "ProviderSettings",
+    "ProviderType", "RateLimitWaited", "Role", "RunDrained", "RunFacts", "RunFinished", "RunStarted", "RunStatus",
+    "SelectiveHook", "Step", "StepContext", "StepEnded", "StepRecord", "StepRetrying", "StepStarted", "StepStatus",
+    "StepToken", "TokenCallback", "ToolCall", "ToolCalled", "ToolError", "ToolSource", "ToolSpec", "Totals",
+    "Usage", "ValidationFailed",
 ]

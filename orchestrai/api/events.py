@@ -195,6 +195,15 @@ class Totals:
 
 
 @dataclass(frozen=True)
+class RunDrained:
+    """After RunFinished, what `DrainsAsync` hooks handed back for the run's log (e.g. webhook deliveries),
+    by top-level key. Emitted only when some hook handed something, so a run without one costs nothing."""
+
+    run_id: str
+    log: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class RunFinished:
     run_id: str
     status: RunStatus
@@ -205,11 +214,11 @@ class RunFinished:
 
 
 Event = (RunStarted | StepStarted | StepToken | CallFinished | StepRetrying | Notice | StepEnded | RunFinished
-         | FanoutStarted | LoopIteration | ToolCalled | RateLimitWaited)
+         | FanoutStarted | LoopIteration | ToolCalled | RateLimitWaited | RunDrained)
 
 
 EVENT_TYPES: tuple[type, ...] = (RunStarted, StepStarted, StepToken, CallFinished, StepRetrying, Notice, StepEnded,
-                                 RunFinished, FanoutStarted, LoopIteration, ToolCalled, RateLimitWaited)
+                                 RunFinished, FanoutStarted, LoopIteration, ToolCalled, RateLimitWaited, RunDrained)
 
 
 @runtime_checkable
@@ -225,3 +234,24 @@ class SelectiveHook(Hook, Protocol):
     even build an event that no hook receives. A plain `Hook` receives every event."""
 
     events: Collection[type]
+
+
+@dataclass(frozen=True)
+class Drained:
+    """What a `DrainsAsync` hook hands back: keys for the run's log (never one the log already has, such
+    as "status") and notices for the user."""
+
+    log: dict[str, Any] = field(default_factory=dict)
+    notices: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class DrainsAsync(Protocol):
+    """A hook with work still going when the run ends (webhook deliveries). After RunFinished the runner
+    awaits every such hook's `drain()` at once, each for at most `drain_timeout_s` (the hook is expected to
+    stop on its own by then; a hook that does not is cut off with a notice), then emits `RunDrained` with
+    the log keys they handed back. A drain that raises becomes a notice; it never changes the run's status."""
+
+    drain_timeout_s: float
+
+    async def drain(self) -> Drained | None: ...

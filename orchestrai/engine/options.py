@@ -33,3 +33,6 @@ class RunOptions:
     # Providers, rate limiters, budget and call cache shared with other runs (a batch's rows, an eval's
     # tests); None: the run makes its own and closes them when it ends.
     shared: Shared | None = None
+    # Deliver the config's `webhooks:` (never in a dry run). False for runs that are a part of another
+    # (an eval's judge calls), whose receivers want the runs people asked for.
+    webhooks: bool = True

@@ -8,10 +8,23 @@ import gc
 import platform
 import secrets as _secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api import Hook, Notice, PreflightsSteps, RunFinished, RunStarted, RunStatus, StepRecord, Totals
+from ..api import (
+    Drained,
+    DrainsAsync,
+    Hook,
+    Notice,
+    PreflightsSteps,
+    RunDrained,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+    StepRecord,
+    Totals,
+)
 from ..config import Config
 from ..errors import InputError, OrchestraiError, Problem, ValidationFailed
 from ..modelconfig import LOCAL_DEFAULT_NOTICE
@@ -68,7 +81,8 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
         options.run_inputs = {**resumed_inputs(graph, registry, options.resume), **options.run_inputs}
     _preflight(graph, config, registry, providers, options)
     notices = _NoticeCollector()
-    bus = EventBus([notices, *(hooks or [])])
+    hooks = [*(hooks or []), *_webhook_hooks(config, options)]
+    bus = EventBus([notices, *hooks])
     budget_usd = options.budget_usd or graph.pipeline.budget_usd or config.file.budget_usd
     if shared is not None:
         cache, budget = shared.cache if options.use_cache else None, shared.budget
@@ -105,6 +119,7 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
         if status == "budget_exceeded":
             message = budget_message(run.budget, records)
         bus.emit(RunFinished(run.run_id, status, time.time(), totals, tuple(records), message))
+        await _drain(bus, run.run_id, hooks, run.redact)
         if shared is None:  # shared resources are their owner's to close
             if cache is not None:
                 cache.close()
@@ -112,6 +127,46 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
         await _close_tools(run)
     return RunResult(run.run_id, status, records, dict(scheduler.outputs), totals, graph.sinks(), message,
                      notices.texts)
+
+
+def _webhook_hooks(config: Config, options: RunOptions) -> list[Hook]:
+    """The config's webhooks, for every run (CLI and library alike); none in a dry run or when turned off.
+
+    Made here, after the preflight checks and before RunStarted: an unset secret fails the run before
+    anything is spent, and the hook is created inside the running loop it queues its deliveries on.
+    """
+    if not config.file.webhooks or not options.webhooks or options.dry_run:
+        return []
+    from ..observe.webhooks import Webhooks
+
+    return [Webhooks(config.webhook_endpoints())]
+
+
+async def _drain(bus: EventBus, run_id: str, hooks: list[Hook], redact: Callable[[str], str]) -> None:
+    """After RunFinished: await every DrainsAsync hook at once, each bounded by its own drain_timeout_s;
+    what they hand back goes to the log (RunDrained) and the user (Notice). Never raises."""
+    drainers = [hook for hook in hooks if isinstance(hook, DrainsAsync)]
+    if not drainers:
+        return
+    with contextlib.suppress(asyncio.CancelledError):  # a second Ctrl-C stops the wait, not the run's outcome
+        results = await asyncio.shield(asyncio.gather(*(_drain_one(hook, redact) for hook in drainers)))
+        log: dict[str, Any] = {}
+        for result in results:
+            log.update(result.log if result is not None else {})
+            for text in result.notices if result is not None else ():
+                bus.emit(Notice(redact(text)))
+        if log:
+            bus.emit(RunDrained(run_id, log))
+
+
+async def _drain_one(hook: DrainsAsync, redact: Callable[[str], str]) -> Drained | None:
+    name = type(hook).__name__
+    try:
+        return await asyncio.wait_for(hook.drain(), timeout=hook.drain_timeout_s)
+    except asyncio.TimeoutError:
+        return Drained(notices=(f"{name} did not finish within {hook.drain_timeout_s:g}s after the run; cut off",))
+    except Exception as exc:  # noqa: BLE001 - a hook's trouble must not change the run's outcome
+        return Drained(notices=(redact(f"{name} failed after the run: {exc}"),))
 
 
 def _freeze_heap() -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ..api import Event, Notice, RunFinished, RunStarted, StepEnded, StepRecord
+from ..api import Event, Notice, RunDrained, RunFinished, RunStarted, StepEnded, StepRecord
 from ..api.events import chained
 
 JOURNAL_SUFFIX = ".journal.jsonl"
@@ -81,7 +81,7 @@ def step_json(record: StepRecord) -> dict[str, Any]:
 class MemoryLog:
     """A hook that journals each finished step and writes the whole log when the run ends."""
 
-    events = frozenset({RunStarted, StepEnded, Notice, RunFinished})
+    events = frozenset({RunStarted, StepEnded, Notice, RunFinished, RunDrained})
 
     def __init__(self, log_dir: Path, *, redact: Callable[[str], str] | None = None, fsync: bool = True) -> None:
         self.log_dir = Path(log_dir)
@@ -101,6 +101,7 @@ class MemoryLog:
         # Each ended step as JSON text: written to the journal at once and reused in the final log,
         # so a step is serialized once, not twice (the cost of the log is mostly this encoding).
         self._step_texts: dict[str, str] = {}
+        self._written_keys: frozenset[str] = frozenset()  # the final file's top-level keys
 
     @property
     def journal_path(self) -> Path | None:
@@ -117,6 +118,8 @@ class MemoryLog:
             self._notices.append(event.text)
         elif isinstance(event, RunFinished):
             self._finish(event)
+        elif isinstance(event, RunDrained):
+            self._add_keys(event.log)
 
     def _start(self, event: RunStarted) -> None:
         self.redact = chained(self._caller_redact, event.redact)
@@ -163,12 +166,32 @@ class MemoryLog:
         }
         steps = [self._step_texts.get(record.id) or to_json(step_json(record)) for record in event.records]
         write_json_atomically(self.path, map(self.redact, document_chunks(document, steps)), fsync=self.fsync)
+        self._written_keys = frozenset({*document, "steps"})
         self._step_texts.clear()
         if self._journal is not None:
             os.close(self._journal)
             self._journal = None
             assert self.journal_path is not None
             self.journal_path.unlink(missing_ok=True)
+
+
+    def _add_keys(self, extra: dict[str, Any]) -> None:
+        """Keys handed over after the run (webhook deliveries) added to the final file, once.
+
+        Only when a hook handed some (RunDrained is not emitted otherwise). The file's own keys, its
+        "status" above all, are never replaced: the new keys go after "steps", spliced into the text
+        (no parse of a possibly large log), and the file is replaced atomically again.
+        """
+        added = {key: value for key, value in extra.items() if key not in self._written_keys}
+        if self.path is None or not added or not self.path.is_file():
+            return
+        text = self.path.read_text(encoding="utf-8")
+        if not text.endswith("\n}\n"):
+            return
+        pieces = [text[: -len("\n}\n")]]
+        pieces += [f",\n {json.dumps(key)}: {self.redact(to_json(value))}" for key, value in added.items()]
+        write_json_atomically(self.path, [*pieces, "\n}\n"], fsync=self.fsync)
+        self._written_keys |= added.keys()
 
 
 def document_chunks(document: dict[str, Any], steps: list[str]) -> Iterator[str]:
