@@ -104,6 +104,7 @@ def traced_run(path: Path, capture: bool = False, inputs: dict[str, str] | None 
     exporter = InMemorySpanExporter()
     hook = OtelHook(OtelSettings(capture_content=capture), exporter=exporter)
     result, _ = run_library(path, inputs=inputs or {"request": "R"}, use_cache=False, hooks=[hook])
+    assert not [notice for notice in result.notices if "OpenTelemetry" in notice]  # delivered
     return result, Spans(exporter.get_finished_spans())
 
 
@@ -381,6 +382,8 @@ def test_a_cli_run_sends_its_trace_to_an_otlp_http_collector(project: Path, keys
     assert HONEYCOMB.encode() not in everything and keys["TEST_OPENAI_KEY"].encode() not in everything
     log = next((project / "logs").glob("*.json")).read_text()
     assert HONEYCOMB not in log
+    assert json.loads(log)["otel"] == {"trace_id": root.trace_id.hex(), "delivered": True,
+                                       "endpoint": f"http://127.0.0.1:{receiver.port}/v1/traces"}
 
 
 def closed_port() -> int:
@@ -400,8 +403,11 @@ def test_a_collector_that_is_down_costs_one_line_and_never_the_run(project: Path
     assert "Traceback" not in done.stderr and "opentelemetry" not in done.stderr.lower().replace("opentelemetry:", "")
     lines = [line for line in done.stderr.splitlines() if "OpenTelemetry" in line]
     assert len(lines) == 1 and "was not delivered to http://127.0.0.1:" in lines[0], done.stderr
-    assert lines[0].endswith(": Connection refused"), lines[0]
+    assert lines[0].startswith("! OpenTelemetry: the trace of run ") and lines[0].endswith(": Connection refused")
     assert HONEYCOMB not in done.stderr
+    log = json.loads(next((project / "logs").glob("*.json")).read_text())
+    assert log["status"] == "completed" and log["otel"]["delivered"] is False
+    assert log["otel"]["error"] == "Connection refused" and len(log["otel"]["trace_id"]) == 32
 
 
 def test_the_standard_environment_variables_turn_tracing_on(project: Path, keys: dict, fake_server: FakeLLMServer,

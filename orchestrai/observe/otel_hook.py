@@ -9,17 +9,19 @@ Why it is written this way:
   created with the events' own times, as each top-level step ends: a provider call is over before
   its event arrives.
 - A collector that is down or slow must not fail or slow a run: spans go through a
-  BatchSpanProcessor (its own thread), the exporter has a short timeout, and RunFinished waits for
-  the last export at most `flush_timeout_s` (in a thread, since the SDK's force_flush ignores its
-  timeout). The SDK's own log lines about failed exports are kept from stderr (only those logged
-  while our exporter runs, so an application's other exporters still log); one warning line per
-  run says what happened instead.
+  BatchSpanProcessor (its own thread) and the exporter has a short timeout. The last spans are
+  flushed in the runner's drain after RunFinished (a DrainsAsync hook, beside the webhooks), in a
+  thread and for at most `flush_timeout_s` (the SDK's force_flush ignores its timeout). The drain
+  hands the log the trace id and whether it was delivered, and, when it was not, one notice. The
+  SDK's own log lines about failed exports are kept from stderr (only those logged while our
+  exporter runs, so an application's other exporters still log).
 - Every string goes through the run's redactor (RunStarted.redact), after `redact` if given.
   Message contents, outputs and tool arguments/results are recorded only with capture_content.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -28,13 +30,12 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from ..api import Event, RunFinished, RunStarted, StepRecord
+from ..api import Drained, Event, RunFinished, RunStarted, StepRecord
 from ..api.events import chained, unredacted
 from ..errors import MissingExtraError
 from ..otelconfig import OtelSettings
 from .spans import TRACE_EVENTS, SpanNode, TraceCollector
 
-log = logging.getLogger("orchestrai.otel")
 EXPORT_TIMEOUT_S = 3.0  # per export, retries included (the SDK's default is 10 s)
 FLUSH_TIMEOUT_S = 5.0  # how long the end of a run waits for its last spans
 FAILED_RUN = ("failed", "budget_exceeded", "interrupted")
@@ -68,6 +69,8 @@ class OtelHook:
         self.provider.add_span_processor(BatchSpanProcessor(cast(Any, self._exporter)))  # duck-typed SpanExporter
         self._tracer = self.provider.get_tracer("orchestrai", __version__)
         self.flush_timeout_s = flush_timeout_s
+        self.drain_timeout_s = flush_timeout_s + 1.0  # the runner's bound on drain(); ours comes first
+        self._finished: tuple[str, str] | None = None  # (run id, trace id) of the run waiting for its drain
         self._caller_redact = redact
         self._redact: Callable[[str], str] = redact or unredacted
         self._collector = TraceCollector()
@@ -125,12 +128,24 @@ class OtelHook:
             root.set_attribute("error.type", event.status)
             root.set_status(Status(StatusCode.ERROR, self._clean(event.message or event.status)))
         root.end(end_time=_ns(event.finished_at))
-        if not _bounded(self.provider.force_flush, self.flush_timeout_s):
+        self._finished = (event.run_id, format(root.get_span_context().trace_id, "032x"))
+
+    async def drain(self) -> Drained | None:
+        """After RunFinished: the run's last spans sent (at most flush_timeout_s); for the log the trace id
+        and whether it was delivered, and a notice when it was not."""
+        if self._finished is None:
+            return None
+        (run_id, trace_id), self._finished = self._finished, None
+        if not await asyncio.to_thread(_bounded, self.provider.force_flush, self.flush_timeout_s):
             self._exporter.failure = self._exporter.failure or f"no answer within {self.flush_timeout_s:g} s"
-        if self._exporter.failure:
-            where = self.settings.traces_endpoint or "the OTEL_EXPORTER_OTLP endpoint"
-            log.warning("%s", self._clean(f"OpenTelemetry: the trace of run {event.run_id} was not delivered to "
-                                          f"{where}: {self._exporter.failure}"))
+        entry: dict[str, Any] = {"trace_id": trace_id, "endpoint": self._clean(self.settings.traces_endpoint),
+                                 "delivered": self._exporter.failure is None}
+        if self._exporter.failure is None:
+            return Drained(log={"otel": entry})
+        entry["error"] = self._clean(self._exporter.failure)
+        where = self.settings.traces_endpoint or "the OTEL_EXPORTER_OTLP endpoint"
+        return Drained(log={"otel": entry}, notices=(self._clean(
+            f"OpenTelemetry: the trace of run {run_id} was not delivered to {where}: {self._exporter.failure}"),))
 
     def _emit(self, node: SpanNode, parent: Any) -> None:
         from opentelemetry import trace
