@@ -410,6 +410,23 @@ def test_a_collector_that_is_down_costs_one_line_and_never_the_run(project: Path
     assert log["otel"]["error"] == "Connection refused" and len(log["otel"]["trace_id"]) == 32
 
 
+def test_each_batch_row_is_its_own_trace(project: Path, keys: dict, fake_server: FakeLLMServer,
+                                         receiver: Receiver) -> None:
+    otel_config(project, fake_server, f"http://127.0.0.1:{receiver.port}")
+    after_request(project, "one.yml", "{module: flaky, inputs: [request], output_name: answer}")
+    (project / "rows.jsonl").write_text("".join(json.dumps({"request": f"row-{n}"}) + "\n" for n in range(4)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **keys, "HONEYCOMB_KEY": HONEYCOMB}
+    done = subprocess.run([sys.executable, "-m", "orchestrai", "batch", "one.yml", "--data", "rows.jsonl", "-o",
+                           "out.jsonl", "--concurrency", "2", "--no-cache"], cwd=project, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    roots = [span for span in receiver.spans() if span.name == "invoke_workflow one"]
+    assert len(roots) == 4 and len({span.trace_id for span in roots}) == 4
+    chats = [span for span in receiver.spans() if span.name == "chat gpt-4o-mini"]
+    assert sorted(span.trace_id for span in chats) == sorted(span.trace_id for span in roots)
+    assert all(chat.parent_span_id in {root.span_id for root in roots} for chat in chats)
+
+
 def test_the_standard_environment_variables_turn_tracing_on(project: Path, keys: dict, fake_server: FakeLLMServer,
                                                             receiver: Receiver) -> None:
     write(project / "config.yml", f"""

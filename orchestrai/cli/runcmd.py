@@ -97,7 +97,7 @@ def execute(request: RunRequest, project: Project, graph: PipelineGraph, resume:
                                      if name not in reused])
     memory_log = MemoryLog(log_dir)  # redacts with the run's own Redactor (every key config and providers hold)
     display = _display_hooks(request, console)
-    hooks: list[Hook] = [memory_log, *display, *_wandb_hooks(request, project), *_otel_hooks(project)]
+    hooks: list[Hook] = [memory_log, *display, *_wandb_hooks(request, project)]  # + webhooks, otel: the runner's
     options = RunOptions(run_inputs=inputs, dry_run=request.dry_run, stream=request.stream,
                          max_concurrency=request.max_concurrency, workspace=request.workspace,
                          allow_execution=request.yes or project.config.file.allow_execution, no_exec=request.no_exec,
@@ -168,16 +168,6 @@ def _wandb_hooks(request: RunRequest, project: Project) -> list[Hook]:
     from ..observe.wandb_hook import WandbHook
 
     return [WandbHook(settings.project, settings.entity, settings.mode)]  # redacts with the run's Redactor
-
-
-def _otel_hooks(project: Project) -> list[Hook]:
-    """The OpenTelemetry hook when config has `otel:` or OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set."""
-    settings = project.config.otel_settings()
-    if settings is None:
-        return []
-    from ..observe.otel_hook import OtelHook
-
-    return [OtelHook(settings)]  # redacts with the run's Redactor
 
 
 def _report(request: RunRequest, console: Console, result: RunResult, log_path: Path | None) -> None:

@@ -53,24 +53,17 @@ class OtelHook:
     def __init__(self, settings: OtelSettings | None = None, *, exporter: Any = None,
                  redact: Callable[[str], str] | None = None, flush_timeout_s: float = FLUSH_TIMEOUT_S) -> None:
         try:
-            from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            import opentelemetry.sdk.trace  # noqa: F401 - the extra's presence, checked up front
         except ImportError as exc:
             raise MissingExtraError("OpenTelemetry is not installed", hint='pip install "orchestrai[otel]"') from exc
         from .. import __version__
 
         self.settings = settings or OtelSettings()
-        self._exporter = _ReportingExporter(exporter if exporter is not None else make_exporter(self.settings))
-        attributes: dict[str, str] = {"service.version": __version__}
-        if self.settings.service_name or not os.environ.get("OTEL_SERVICE_NAME"):
-            attributes["service.name"] = self.settings.service_name or "orchestrai"
-        self.provider = TracerProvider(resource=Resource.create(attributes))
-        self.provider.add_span_processor(BatchSpanProcessor(cast(Any, self._exporter)))  # duck-typed SpanExporter
+        self.provider, self._exporter = _pipeline(self.settings, exporter)
         self._tracer = self.provider.get_tracer("orchestrai", __version__)
         self.flush_timeout_s = flush_timeout_s
         self.drain_timeout_s = flush_timeout_s + 1.0  # the runner's bound on drain(); ours comes first
-        self._finished: tuple[str, str] | None = None  # (run id, trace id) of the run waiting for its drain
+        self._finished: tuple[str, int] | None = None  # (run id, trace id) of the run waiting for its drain
         self._caller_redact = redact
         self._redact: Callable[[str], str] = redact or unredacted
         self._collector = TraceCollector()
@@ -89,17 +82,12 @@ class OtelHook:
             for node in self._collector.add(event):
                 self._emit(node, self._root_context)
 
-    def close(self) -> None:
-        """Send what is left and stop the exporter (at most flush_timeout_s)."""
-        _bounded(self.provider.shutdown, self.flush_timeout_s)
-
     def _start(self, event: RunStarted) -> None:
         from opentelemetry import trace
         from opentelemetry.trace import SpanKind
 
         self._redact = chained(self._caller_redact, event.redact)
         self._collector = TraceCollector()
-        self._exporter.failure = None
         providers = event.config.get("providers") or {}
         self._provider_types = {name: str(p.get("type") or name) for name, p in providers.items()
                                 if isinstance(p, dict)}
@@ -128,7 +116,7 @@ class OtelHook:
             root.set_attribute("error.type", event.status)
             root.set_status(Status(StatusCode.ERROR, self._clean(event.message or event.status)))
         root.end(end_time=_ns(event.finished_at))
-        self._finished = (event.run_id, format(root.get_span_context().trace_id, "032x"))
+        self._finished = (event.run_id, root.get_span_context().trace_id)
 
     async def drain(self) -> Drained | None:
         """After RunFinished: the run's last spans sent (at most flush_timeout_s); for the log the trace id
@@ -136,16 +124,18 @@ class OtelHook:
         if self._finished is None:
             return None
         (run_id, trace_id), self._finished = self._finished, None
-        if not await asyncio.to_thread(_bounded, self.provider.force_flush, self.flush_timeout_s):
-            self._exporter.failure = self._exporter.failure or f"no answer within {self.flush_timeout_s:g} s"
-        entry: dict[str, Any] = {"trace_id": trace_id, "endpoint": self._clean(self.settings.traces_endpoint),
-                                 "delivered": self._exporter.failure is None}
-        if self._exporter.failure is None:
+        flushed = await asyncio.to_thread(_bounded, self.provider.force_flush, self.flush_timeout_s)
+        failure = self._exporter.failed.pop(trace_id, None)
+        if failure is None and not flushed:
+            failure = f"no answer within {self.flush_timeout_s:g} s"
+        entry: dict[str, Any] = {"trace_id": format(trace_id, "032x"),
+                                 "endpoint": self._clean(self.settings.traces_endpoint), "delivered": failure is None}
+        if failure is None:
             return Drained(log={"otel": entry})
-        entry["error"] = self._clean(self._exporter.failure)
+        entry["error"] = self._clean(failure)
         where = self.settings.traces_endpoint or "the OTEL_EXPORTER_OTLP endpoint"
         return Drained(log={"otel": entry}, notices=(self._clean(
-            f"OpenTelemetry: the trace of run {run_id} was not delivered to {where}: {self._exporter.failure}"),))
+            f"OpenTelemetry: the trace of run {run_id} was not delivered to {where}: {failure}"),))
 
     def _emit(self, node: SpanNode, parent: Any) -> None:
         from opentelemetry import trace
@@ -287,6 +277,41 @@ def _bounded(work: Callable[[], Any], timeout_s: float) -> bool:
     return bool(outcome) and outcome[0] is not False
 
 
+_PIPELINES: dict[tuple[Any, ...], tuple[Any, _ReportingExporter]] = {}
+_PIPELINES_LOCK = threading.Lock()
+
+
+def _pipeline(settings: OtelSettings, exporter: Any) -> tuple[Any, _ReportingExporter]:
+    """The TracerProvider (with its batch thread and exporter) for these settings: one per process, so a
+    batch's rows, each a run with its own hook, share one thread and one connection. A caller's own
+    exporter gets its own provider."""
+    key = (settings.traces_endpoint, settings.protocol, tuple(sorted(settings.headers.items())),
+           settings.service_name)
+    with _PIPELINES_LOCK:
+        if exporter is None and key in _PIPELINES:
+            return _PIPELINES[key]
+        made = _new_pipeline(settings, _ReportingExporter(exporter if exporter is not None else
+                                                          make_exporter(settings)))
+        if exporter is None:
+            _PIPELINES[key] = made
+        return made
+
+
+def _new_pipeline(settings: OtelSettings, exporter: _ReportingExporter) -> tuple[Any, _ReportingExporter]:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from .. import __version__
+
+    attributes: dict[str, str] = {"service.version": __version__}
+    if settings.service_name or not os.environ.get("OTEL_SERVICE_NAME"):
+        attributes["service.name"] = settings.service_name or "orchestrai"
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(BatchSpanProcessor(cast(Any, exporter)))  # a duck-typed SpanExporter
+    return provider, exporter
+
+
 def make_exporter(settings: OtelSettings) -> Any:
     """The OTLP span exporter for these settings (endpoint None: the SDK reads OTEL_EXPORTER_OTLP_* itself)."""
     timeout = None if _env_timeout() else EXPORT_TIMEOUT_S
@@ -354,11 +379,12 @@ def _quiet_exporter_loggers() -> None:
 
 
 class _ReportingExporter:
-    """Wraps the real exporter: notes a failed export (never raises into the SDK's batch thread)."""
+    """Wraps the real exporter: notes which traces a failed export held, and why (never raises into the
+    SDK's batch thread). Runs share it, so failures are kept per trace, for each run's drain."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.failure: str | None = None
+        self.failed: dict[int, str] = {}  # trace id -> why its spans were not delivered
         self.reason: str | None = None
         _quiet_exporter_loggers()
 
@@ -372,8 +398,9 @@ class _ReportingExporter:
             result, self.reason = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
         finally:
             _EXPORTING.exporter = None
-        if result != SpanExportResult.SUCCESS and self.failure is None:
-            self.failure = self.reason or "the export failed"
+        if result != SpanExportResult.SUCCESS:
+            for span in spans:
+                self.failed.setdefault(span.context.trace_id, self.reason or "the export failed")
         return result
 
     def shutdown(self) -> None:
