@@ -103,7 +103,7 @@ def traced_run(path: Path, capture: bool = False, inputs: dict[str, str] | None 
 
     exporter = InMemorySpanExporter()
     hook = OtelHook(OtelSettings(capture_content=capture), exporter=exporter)
-    result, _ = run_library(path, inputs=inputs or {"request": "R"}, use_cache=False, hooks=[hook])
+    result, _ = run_library(path, inputs=inputs or {"request": "R"}, use_cache=False, otel=False, hooks=[hook])
     assert not [notice for notice in result.notices if "OpenTelemetry" in notice]  # delivered
     return result, Spans(exporter.get_finished_spans())
 
