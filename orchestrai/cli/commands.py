@@ -159,6 +159,32 @@ def validate(
 
 @app.command()
 @user_errors
+def graph(
+    pipeline: Path = typer.Argument(..., help="Pipeline file to draw."),
+    fmt: str | None = typer.Option(None, "--format", "-f", metavar="FORMAT",
+                                   help="text, mermaid, dot or svg (default: from -o's suffix, else text)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    graphviz: bool = typer.Option(False, "--graphviz", help="Lay the SVG out with Graphviz's `dot` (on PATH)."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Draw a pipeline's DAG without running it: parallel groups and edges, Mermaid, DOT or SVG."""
+    from ..graphviews import choose_format, render
+    from ..project import Project
+
+    chosen = choose_format(fmt, str(output) if output else None, graphviz)
+    text = render(Project.open(config).load(pipeline), chosen, graphviz=graphviz)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OrchestraiError(f"cannot write {output}: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {output} ({chosen})", err=True)
+
+
+@app.command()
+@user_errors
 def plan(
     task: str = typer.Argument(..., help="What the pipeline should do."),
     output: Path | None = typer.Option(None, "--output", "-o",
@@ -231,17 +257,37 @@ def logs_show(run_ref: str = typer.Argument(..., metavar="RUN", help="Run id (or
               as_json: bool = typer.Option(False, "--json", help="Print the whole log as JSON."),
               show_all: bool = typer.Option(False, "--all",
                                             help="Show every item of a fan-out (one of over 20 items is summarized, "
-                                                 "with its failed items).")) -> None:
+                                                 "with its failed items)."),
+              open_report: bool = typer.Option(False, "--open", help="Write the run's HTML report beside its log "
+                                               "(<log>.html) and print its path.")) -> None:
     """Show one run: its steps, their status, tokens, cost and outputs; items, iterations and
     sub-pipeline steps indented under their step."""
     from ..observe.runs import dump, find_run
     from .render import print_run, stdout_console
 
+    if open_report:
+        from .reportcmd import open_beside_log
+
+        typer.echo(str(open_beside_log(_log_dir(config, log_dir), run_ref, config)))
+        return
     path, log = find_run(_log_dir(config, log_dir), run_ref)
     if as_json:
         sys.stdout.write(dump(log) + "\n")
     else:
         print_run(stdout_console(), path, log, show_all=show_all)
+
+
+@app.command()
+@user_errors
+def report(run_a: str = typer.Argument(..., metavar="RUN", help="Run id (or its start) or a log file path."),
+           run_b: str | None = typer.Argument(None, metavar="RUN_B", help="A second run: compare the two."),
+           output: Path | None = typer.Option(None, "--output", "-o", help="report.html, report.md or report.pdf "
+                                              "(default: report-<run id>.html here)."),
+           config: Path | None = ConfigOption, log_dir: Path | None = LogDirOption) -> None:
+    """Write a report of a stored run (HTML, Markdown or PDF by the suffix), or of two runs compared; no re-run."""
+    from .reportcmd import report_command
+
+    typer.echo(str(report_command(_log_dir(config, log_dir), run_a, run_b, output, config)))
 
 
 cache_app = typer.Typer(help="The call cache: identical provider calls answered without a request.",

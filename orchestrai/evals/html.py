@@ -5,12 +5,12 @@ One file, no scripts and nothing fetched: it opens from a CI artifact as it is. 
 
 from __future__ import annotations
 
-import difflib
-import json
-import re
 from html import escape
 
+from ..htmltext import display_text, word_diff
 from .runner import Cell, EvalReport
+
+__all__ = ["display_text", "html_report", "word_diff"]
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
@@ -65,13 +65,6 @@ def _text(cell: Cell) -> str:
     return display_text(run.output) if run is not None and run.output is not None else ""
 
 
-def display_text(value: object) -> str:
-    """An output for reading: several final outputs each under its name, structured values indented."""
-    if isinstance(value, dict) and value and all(isinstance(v, str) for v in value.values()):
-        return "\n\n".join(f"[{name}]\n{text}" for name, text in value.items())
-    return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False, default=str)
-
-
 def _cell(cell: Cell, base_text: str | None, baseline: str | None) -> str:
     state = "pass" if cell.passed else "fail"
     cost = f"${cell.cost_usd:.6f}" if cell.cost_usd is not None else "cost unknown"
@@ -92,18 +85,3 @@ def _cell(cell: Cell, base_text: str | None, baseline: str | None) -> str:
             f"<span class='status'>{state.upper()}</span> <span class='meta'>score {cell.score:.2f} · {cost} · "
             f"{cell.latency_s:.2f} s{runs}</span><pre class='output'>{escape(text)}</pre>"
             f"<ul class='assertions'>{''.join(items)}</ul>{diff}</td>")
-
-
-def word_diff(before: str, after: str) -> str:
-    """`after` against `before` word by word: removed words in <del>, added ones in <ins> (escaped)."""
-    old, new = re.findall(r"\s+|\S+", before), re.findall(r"\s+|\S+", after)
-    parts = []
-    for op, a1, a2, b1, b2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
-        if op == "equal":
-            parts.append(escape("".join(old[a1:a2])))
-            continue
-        if a2 > a1:
-            parts.append(f"<del>{escape(''.join(old[a1:a2]))}</del>")
-        if b2 > b1:
-            parts.append(f"<ins>{escape(''.join(new[b1:b2]))}</ins>")
-    return "".join(parts)
