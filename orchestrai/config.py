@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from .errors import ConfigError, Problem, ValidationFailed
 from .mcpconfig import McpServerConfig, mcp_problems, mcp_secrets, redact_servers, server_settings
 from .modelconfig import ModelConfig, local_model_is_default
+from .otelconfig import OtelConfig, OtelSettings, env_header_secrets, settings_from
 from .policies import ProviderRateLimits, RetryConfig, Role, new_dict
 from .schema_errors import problems_from_validation_error
 from .webhookconfig import Endpoint, WebhookConfig, endpoints, redact_webhooks, webhook_problems, webhook_secrets
@@ -82,6 +83,8 @@ class ConfigFile(_Strict):
                                    "tools and spawns they may use (deny by default), rounds and a budget.")
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=new_dict,
                                                     description="MCP servers whose tools steps may use.")
+    otel: OtelConfig | None = Field(None, description="Send each run's trace to an OpenTelemetry collector "
+                                    "(without it: when OTEL_EXPORTER_OTLP_ENDPOINT is set).")
     webhooks: list[WebhookConfig] = Field(default_factory=list, description="Receivers of signed event POSTs "
                                           "(Standard Webhooks).")
 
@@ -208,7 +211,23 @@ class Config:
     def secrets(self) -> list[str]:
         """Every secret value this config can see, for redaction."""
         values = [self.api_key(name) for name in self.provider_names() if name != "echo"]
-        return [v for v in values if v] + self.mcp_secrets + webhook_secrets(self.file.webhooks)
+        otel = self.file.otel
+        headers = [v.get_secret_value() for v in otel.headers.values() if v is not None] if otel is not None else []
+        return [v for v in values if v] + self.mcp_secrets + webhook_secrets(self.file.webhooks) + headers + \
+            env_header_secrets(os.environ)
+
+    def otel_settings(self) -> OtelSettings | None:
+        """Where this config sends run traces (`otel:`, else the OTEL_EXPORTER_OTLP_* variables), or None.
+
+        A header whose ${VAR} is not set is a ConfigError at its line: a trace sent without its key
+        would be refused by the collector run after run.
+        """
+        for dotted, (var, line) in self.unset_env.items():
+            if dotted.startswith("otel."):
+                where = f"{self.shown_path or self.path}:{line}: " if self.path else ""
+                raise ConfigError(f"{where}{dotted} is ${{{var}}}, but {var} is not set",
+                                  hint=f"export {var}=... before running, or remove it from otel:")
+        return settings_from(self.file.otel, os.environ)
 
     def webhook_endpoints(self) -> list[Endpoint]:
         """The webhooks a run delivers to (ConfigError when a secret's ${VAR} is not set)."""
@@ -232,6 +251,8 @@ class Config:
             if "api_key" in provider:
                 provider["api_key"] = "***"
         redact_servers(data)
+        if "headers" in data.get("otel", {}):
+            data["otel"]["headers"] = dict.fromkeys(data["otel"]["headers"], "***")
         redact_webhooks(data)
         return data
 

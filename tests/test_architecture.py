@@ -113,3 +113,34 @@ def test_the_api_depends_on_nothing_but_leaf_modules() -> None:
     assert not {name for name in reachable if name.startswith(("orchestrai.engine", "orchestrai.modules",
                                                                "orchestrai.providers", "orchestrai.observe",
                                                                "orchestrai.cli", "orchestrai.config"))}
+
+
+def test_the_engine_never_imports_tracing_or_ui_libraries() -> None:
+    """No engine module imports OpenTelemetry, wandb or rich, nor reaches the UI (progress, the CLI); the
+    tracing hooks the runner makes from config (OtelHook, like Webhooks) import OpenTelemetry only inside
+    functions, when one is made, so a run without `otel:` never loads it."""
+    graph = import_graph()
+    reached: set[str] = set()
+    todo = [name for name in graph if name.startswith("orchestrai.engine")]
+    while todo:
+        for target in graph[todo.pop()] - reached:
+            reached.add(target)
+            todo.append(target)
+    assert not {name for name in reached if name.startswith(("orchestrai.observe.progress", "orchestrai.cli"))}
+    for name in (n for n in graph if n.startswith("orchestrai.engine")):
+        assert not third_party(modules()[name], top_level_only=False) & {"opentelemetry", "wandb", "rich"}, name
+    for name in ("orchestrai.observe.otel_hook", "orchestrai.observe.spans", "orchestrai.otelconfig"):
+        assert "opentelemetry" not in third_party(modules()[name], top_level_only=True), name
+
+
+def third_party(path: Path, *, top_level_only: bool) -> set[str]:
+    """The top-level package names `path` imports (only its module-level statements, or every one)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    names: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names

@@ -173,3 +173,43 @@ def test_missing_wandb_raises_missing_extra(monkeypatch: pytest.MonkeyPatch) -> 
         WandbHook("orchestrai-test", None, "offline")
     assert caught.value.hint == 'pip install "orchestrai[wandb]"'
     assert "wandb is not installed" in str(caught.value)
+
+
+def test_the_trace_nests_fanout_items_loop_iterations_and_tool_calls(
+        offline_wandb: Path, project: Path, server_config: Path, keys: dict, fake_server: Any) -> None:
+    from helpers import run_library
+    from test_otel import big_pipeline, script
+
+    from orchestrai.observe.wandb_hook import WandbHook
+
+    script(fake_server)
+    hook = WandbHook("orchestrai-test", None, "offline")
+    result, _ = run_library(big_pipeline(project), inputs={"request": "R"}, use_cache=False,
+                            hooks=[hook])
+    assert result.status == "partial"
+    (log_file,) = (offline_wandb / "wandb").glob("offline-run-*/*.wandb")
+    root = json.loads(_summary(_finished_records(log_file))["trace.root_span_dumps"])
+
+    def children(span: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {child["name"]: child for child in span.get("child_spans") or []}
+
+    top = children(root)
+    assert set(top) == {"request", "plan", "findings", "refine", "answer", "flaky_answer", "doomed_answer"}
+    findings = top["findings"]
+    assert findings["span_kind"] == "CHAIN" and set(children(findings)) == {"findings[0]", "findings[1]"}
+    assert children(findings)["findings[0]"]["span_kind"] == "LLM"
+    refine = children(top["refine"])
+    assert set(refine) == {"refine#1", "refine#2"}
+    assert set(children(refine["refine#2"])) == {"refine#2/draft", "refine#2/review"}
+    answer = top["answer"]
+    assert answer["span_kind"] == "AGENT"
+    under = answer["child_spans"]
+    assert sorted(span["name"] for span in under) == ["calculate", "gpt-4o-mini", "gpt-4o-mini"]
+    tool = children(answer)["calculate"]
+    assert tool["span_kind"] == "TOOL" and tool["results"][0]["inputs"] == {"arguments": {"expression": "17 + 25"}}
+    assert tool["results"][0]["outputs"] == {"result": 42}
+    [attempt] = top["flaky_answer"]["child_spans"]
+    assert attempt["status_code"] == "ERROR" and attempt["attributes"]["kind"] == "server"
+    assert top["doomed_answer"]["status_code"] == "ERROR" and "no such model here" in top["doomed_answer"][
+        "status_message"]
+    assert keys["TEST_OPENAI_KEY"] not in log_file.read_text(errors="replace")

@@ -106,7 +106,8 @@ def execute(request: RunRequest, project: Project, graph: PipelineGraph, resume:
                                      if name not in reused], err=request.events_on_stdout)
     memory_log = MemoryLog(log_dir)  # redacts with the run's own Redactor (every key config and providers hold)
     display = _display_hooks(request, console)
-    hooks: list[Hook] = [memory_log, *display, *_wandb_hooks(request, project), *event_hooks(request)]
+    hooks: list[Hook] = [memory_log, *display, *_wandb_hooks(request, project),
+                         *event_hooks(request)]  # + webhooks, otel: the runner's
     options = RunOptions(run_inputs=inputs, dry_run=request.dry_run, stream=request.stream,
                          max_concurrency=request.max_concurrency, workspace=request.workspace,
                          allow_execution=request.yes or project.config.file.allow_execution, no_exec=request.no_exec,

@@ -36,3 +36,6 @@ class RunOptions:
     # Deliver the config's `webhooks:` (never in a dry run). False for runs that are a part of another
     # (an eval's judge calls), whose receivers want the runs people asked for.
     webhooks: bool = True
+    # Trace the run when config has `otel:` or OTEL_EXPORTER_OTLP_ENDPOINT is set. False for a caller that
+    # passes its own OtelHook, and for runs that are part of another (an eval's judge calls).
+    otel: bool = True

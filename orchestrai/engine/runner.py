@@ -81,7 +81,7 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
         options.run_inputs = {**resumed_inputs(graph, registry, options.resume), **options.run_inputs}
     _preflight(graph, config, registry, providers, options)
     notices = _NoticeCollector()
-    hooks = [*(hooks or []), *_webhook_hooks(config, options)]
+    hooks = [*(hooks or []), *_webhook_hooks(config, options), *_trace_hooks(config, options)]
     bus = EventBus([notices, *hooks])
     budget_usd = options.budget_usd or graph.pipeline.budget_usd or config.file.budget_usd
     if shared is not None:
@@ -127,6 +127,18 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
         await _close_tools(run)
     return RunResult(run.run_id, status, records, dict(scheduler.outputs), totals, graph.sinks(), message,
                      notices.texts)
+
+
+def _trace_hooks(config: Config, options: RunOptions) -> list[Hook]:
+    """The OpenTelemetry hook for every run (CLI and library alike) when config has `otel:` or the
+    OTEL_EXPORTER_OTLP_* variables say where to; made after the preflight, so a missing extra or an
+    unset header variable fails the run before anything is spent. The hook module imports
+    OpenTelemetry itself, and only when it is made."""
+    if not options.otel or (settings := config.otel_settings()) is None:
+        return []
+    from ..observe.otel_hook import OtelHook
+
+    return [OtelHook(settings)]
 
 
 def _webhook_hooks(config: Config, options: RunOptions) -> list[Hook]:

@@ -75,7 +75,7 @@ class Judges:
         """The judge's verdict on `text`; a run that fails or an answer that cannot be parsed fails the assertion."""
         graph = self.graphs[json.dumps(self.settings(spec), sort_keys=True, default=str)]
         options = RunOptions(run_inputs={"output": text, "rubric": spec.rubric}, shared=shared, use_cache=use_cache,
-                             webhooks=False)
+                             webhooks=False, otel=False)
         try:
             result = await run_pipeline(graph, self.project.config, self.registry, options)
         except OrchestraiError as exc:

@@ -7,7 +7,9 @@ Why it is written this way:
   each own a wandb run; we always log through our own `run` handle, never the `wandb.run` global.
 - The trace uses `wandb.sdk.data_types.trace_tree` (still present in wandb 0.31). Its `Trace.log()`
   helper logs to `wandb.run`, which "create_new" runs do not set, so we build the `Span` tree
-  (run = parent, one child per step) and log `WBTraceTree(root)` with `run.log` ourselves.
+  and log `WBTraceTree(root)` with `run.log` ourselves. The tree is the OpenTelemetry hook's
+  (observe/spans.py): the run, its steps, and under a step its fan-out items, loop iterations,
+  sub-pipeline steps, provider calls (failed attempts too) and tool calls.
 - Steps are only collected while the run goes; everything is logged once on RunFinished. A run has
   few steps, and one history row holding the trace and the table keeps the wandb run simple.
 - Every string goes through the run's own redactor (RunStarted.redact), after `redact` if one is
@@ -26,6 +28,7 @@ from typing import Any, Literal
 from ..api import Event, RunFinished, RunStarted, StepEnded, StepRecord
 from ..api.events import chained
 from ..errors import MissingExtraError
+from .spans import TRACE_EVENTS, SpanNode, TraceCollector
 
 WandbMode = Literal["online", "offline", "disabled"]
 
@@ -41,7 +44,7 @@ def _ms(timestamp: float | None) -> int | None:
 class WandbHook:
     """A hook that mirrors a run into Weights & Biases."""
 
-    events = frozenset({RunStarted, StepEnded, RunFinished})
+    events = frozenset({RunStarted, RunFinished, *TRACE_EVENTS})
 
     def __init__(self, project: str, entity: str | None = None, mode: WandbMode | None = None,
                  redact: Callable[[str], str] | None = None) -> None:
@@ -56,17 +59,23 @@ class WandbHook:
         self.run: Any = None
         self._started: RunStarted | None = None
         self._steps: dict[str, StepRecord] = {}
+        self._collector = TraceCollector()
+        self._nodes: list[SpanNode] = []
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self._start(event)
-        elif isinstance(event, StepEnded) and self.run is not None:
-            self._steps[event.record.id] = event.record
-        elif isinstance(event, RunFinished) and self.run is not None:
+        elif self.run is None:
+            return
+        elif isinstance(event, RunFinished):
             self._finish(event)
+        else:
+            if isinstance(event, StepEnded):
+                self._steps[event.record.id] = event.record
+            self._nodes += self._collector.add(event)
 
     def _start(self, event: RunStarted) -> None:
-        self._started, self._steps = event, {}
+        self._started, self._steps, self._nodes, self._collector = event, {}, [], TraceCollector()
         self._redact = chained(self._caller_redact, event.redact)
         config = {"pipeline": event.pipeline, "run_id": event.run_id, "orchestrai_config": event.config}
         self.run = self._wandb.init(project=self.project, entity=self.entity, mode=self.mode,
@@ -80,9 +89,10 @@ class WandbHook:
         try:
             for record in event.records:  # steps that never reached StepEnded still belong in the trace
                 self._steps.setdefault(record.id, record)
+            self._nodes += self._collector.finish(event)
             steps = list(self._steps.values())
             table = self._wandb.Table(columns=STEP_COLUMNS, data=[self._clean(self._row(r)) for r in steps])
-            run.log({"trace": WBTraceTree(self._root_span(event, steps)), "steps": table})
+            run.log({"trace": WBTraceTree(self._root_span(event)), "steps": table})
             totals = event.totals
             run.summary.update({"status": event.status, "input_tokens": totals.input_tokens,
                                 "output_tokens": totals.output_tokens, "cost_usd": totals.cost_usd,
@@ -90,8 +100,8 @@ class WandbHook:
         finally:
             run.finish(exit_code=0 if event.status == "completed" else 1)
 
-    def _root_span(self, event: RunFinished, steps: list[StepRecord]) -> Any:
-        from wandb.sdk.data_types.trace_tree import Result, Span, SpanKind, StatusCode
+    def _root_span(self, event: RunFinished) -> Any:
+        from wandb.sdk.data_types.trace_tree import Span, SpanKind, StatusCode
 
         assert self._started is not None
         root = Span(name=self._clean(self._started.pipeline), span_kind=SpanKind.CHAIN,
@@ -100,17 +110,72 @@ class WandbHook:
                     end_time_ms=_ms(event.finished_at),
                     attributes={"run_id": event.run_id, "input_tokens": event.totals.input_tokens,
                                 "output_tokens": event.totals.output_tokens, "cost_usd": event.totals.cost_usd})
-        for r in steps:
-            ok = r.status in ("completed", "skipped")
-            root.add_child_span(Span(
-                name=r.id, span_kind=SpanKind.LLM if r.provider else SpanKind.TOOL,
-                status_code=StatusCode.SUCCESS if ok else StatusCode.ERROR,
-                status_message=self._clean(r.error or r.status),
-                start_time_ms=_ms(r.started_at), end_time_ms=_ms(r.finished_at),
-                attributes=self._clean({**dict(zip(STEP_COLUMNS, self._row(r), strict=True)), "calls": r.calls,
-                                         "attempts": len(r.attempts)}),
-                results=[Result(inputs=self._clean(dict(r.inputs)), outputs=self._clean({r.output_name: r.output}))]))
+        for node in sorted(self._nodes, key=lambda n: n.start):
+            root.add_child_span(self._span(node))
         return root
+
+    def _span(self, node: SpanNode) -> Any:
+        """One node of the shared tree (observe/spans.py) as a wandb Span, its children under it."""
+        from wandb.sdk.data_types.trace_tree import Span, SpanKind, StatusCode
+
+        kind, attributes, result = (self._step_parts(node) if node.kind == "step" else self._call_parts(node)
+                                    if node.kind == "call" else self._tool_parts(node) if node.kind == "tool"
+                                    else (SpanKind.CHAIN, {}, None))
+        record = node.record
+        status = node.error or (record.status if node.kind == "step" and record is not None else "ok")
+        span = Span(name=self._clean(node.name), span_kind=kind,
+                    status_code=StatusCode.ERROR if node.error else StatusCode.SUCCESS,
+                    status_message=self._clean(status), start_time_ms=_ms(node.start), end_time_ms=_ms(node.end),
+                    attributes=self._clean({k: v for k, v in attributes.items() if v is not None}),
+                    results=[result] if result is not None else None)
+        for child in node.children:
+            span.add_child_span(self._span(child))
+        return span
+
+    def _step_parts(self, node: SpanNode) -> tuple[Any, dict[str, Any], Any]:
+        """A step: LLM (its one call), AGENT (tools, several calls), CHAIN (items, iterations, sub-pipeline
+        steps), TOOL (no model: start_module, a Python module)."""
+        from wandb.sdk.data_types.trace_tree import Result, SpanKind
+
+        record = node.record
+        assert record is not None
+        if node.one_call:
+            kind = SpanKind.LLM
+        elif any(child.kind in ("step", "iteration") for child in node.children):
+            kind = SpanKind.CHAIN
+        else:
+            kind = SpanKind.AGENT if record.provider is not None else SpanKind.TOOL
+        attributes: dict[str, Any] = {**{str(k): v for k, v in zip(STEP_COLUMNS, self._row(record), strict=True)},
+                                      "calls": record.calls, "attempts": len(record.attempts), "parent": record.parent}
+        result = Result(inputs=self._clean(dict(record.inputs)),
+                        outputs=self._clean({record.output_name: record.output}))
+        return kind, attributes, result
+
+    def _call_parts(self, node: SpanNode) -> tuple[Any, dict[str, Any], Any]:
+        """A provider call: its tokens and cost, or (a failed attempt) its number and error kind."""
+        from wandb.sdk.data_types.trace_tree import SpanKind
+
+        call, record = node.call, node.record
+        attributes: dict[str, Any] = {"model": node.name, "provider": call.provider if call else
+                                      record.provider if record else None}
+        if call is not None:
+            attributes.update(input_tokens=call.usage.input_tokens, output_tokens=call.usage.output_tokens,
+                              cost_usd=call.cost_usd, cached=call.cached, latency_s=call.latency_s)
+        else:
+            attributes.update(attempt=(node.attempt or {}).get("attempt"), kind=node.error_type)
+        return SpanKind.LLM, attributes, None
+
+    def _tool_parts(self, node: SpanNode) -> tuple[Any, dict[str, Any], Any]:
+        """A tool call: arguments in, the (whole) result or the error out."""
+        from wandb.sdk.data_types.trace_tree import Result, SpanKind
+
+        entry = node.tool or {}
+        full = node.tool_event.result if node.tool_event is not None else entry.get("result")
+        attributes = {"round": entry.get("round"), "refused": bool(entry.get("refused")),
+                      "duration_s": entry.get("duration_s")}
+        result = Result(inputs=self._clean({"arguments": entry.get("arguments")}),
+                        outputs=self._clean({"error": node.error} if node.error else {"result": full}))
+        return SpanKind.TOOL, attributes, result
 
     @staticmethod
     def _row(r: StepRecord) -> list[Any]:
