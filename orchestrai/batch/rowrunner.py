@@ -17,6 +17,7 @@ from typing import Any
 
 from ..api import Hook
 from ..engine.options import RunOptions
+from ..engine.redact import redact_data
 from ..engine.runner import RunResult, run_pipeline
 from ..engine.shared import Shared
 from ..errors import InputError, OrchestraiError
@@ -106,8 +107,8 @@ def row_result(number: int, result: RunResult, log: Path | None) -> RowResult:
     totals = result.totals
     outcome: RowResult = {
         "row": number, "status": result.status, "run_id": result.run_id,
-        "outputs": {r.output_name: r.output for r in result.records
-                    if r.id in result.final_step_ids and r.succeeded},
+        "outputs": redact_data({r.output_name: r.output for r in result.records  # the results file is a log too
+                                if r.id in result.final_step_ids and r.succeeded}, result.redact),
         "totals": {"input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens,
                    "cost_usd": totals.cost_usd, "duration_s": totals.duration_s},
         "log": str(log) if log is not None else None, "error": None}

@@ -205,7 +205,8 @@ def _wandb_hooks(request: RunRequest, project: Project) -> list[Hook]:
 
 def _report(request: RunRequest, console: Console, result: RunResult, log_path: Path | None) -> None:
     if request.as_json:
-        sys.stdout.write(json.dumps(json_summary(result, log_path), indent=2, ensure_ascii=False, default=str) + "\n")
+        summary = json.dumps(json_summary(result, log_path), indent=2, ensure_ascii=False, default=str)
+        sys.stdout.write(result.redact(summary) + "\n")  # outputs may repeat a key the model saw
         return
     if not request.quiet:
         console.print(summary_table(result.records, result.totals))
@@ -236,7 +237,7 @@ def _print_outputs(result: RunResult, out: TextIO) -> None:
         if len(finals) > 1:
             out.write(f"## {record.output_name}\n")
         output = record.output if isinstance(record.output, str) else json.dumps(record.output, indent=2, default=str)
-        out.write(output.rstrip("\n") + "\n")
+        out.write(result.redact(output).rstrip("\n") + "\n")  # a model may repeat a key: the terminal is a log too
 
 
 DRY_RUN_SHOWN_PER_PARENT = 3  # a 10,000-item fan-out shows its first items, not 10,000 prompts
@@ -255,7 +256,7 @@ def _print_dry_run(result: RunResult, stream: TextIO) -> None:
         out.rule(f"{record.id}: would send to {record.model}", align="left")
         for message in record.messages:
             out.print(f"[bold]{escape('[' + message['role'] + ']')}[/]", highlight=False)
-            out.print(escape(message["content"]), highlight=False)
+            out.print(escape(result.redact(message["content"])), highlight=False)
     for parent, count in shown.items():
         if count > DRY_RUN_SHOWN_PER_PARENT:
             out.print(f"... and {count - DRY_RUN_SHOWN_PER_PARENT} more under {parent} (every one is in the memory "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -32,3 +32,14 @@ def provider_keys(providers: Iterable[Any]) -> list[str]:
             if isinstance(key, str):
                 keys.append(key)
     return keys
+
+
+def redact_data(value: Any, redact: Callable[[str], str]) -> Any:
+    """`value` (JSON-like: dicts, lists, strings, numbers) with every string, keys included, redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_data(k, redact): redact_data(v, redact) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_data(item, redact) for item in value]
+    return value

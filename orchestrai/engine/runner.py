@@ -54,6 +54,9 @@ class RunResult:
     final_step_ids: list[str]
     message: str | None = None  # what a budget stop spent and what did not run
     notices: list[str] = field(default_factory=list)
+    # The run's Redactor: what a caller prints or stores of outputs and messages goes through it (the
+    # values themselves stay as the steps made them: they are the run's data).
+    redact: Callable[[str], str] = field(default=str, repr=False, compare=False)
 
 
 def start_inputs_needed(graph: PipelineGraph, registry: ModuleRegistry) -> list[str]:
@@ -126,7 +129,7 @@ async def run_pipeline(graph: PipelineGraph, config: Config, registry: ModuleReg
             await _close_quietly(providers)
         await _close_tools(run)
     return RunResult(run.run_id, status, records, dict(scheduler.outputs), totals, graph.sinks(), message,
-                     notices.texts)
+                     notices.texts, run.redact)
 
 
 def _trace_hooks(config: Config, options: RunOptions) -> list[Hook]:

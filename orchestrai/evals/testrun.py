@@ -7,11 +7,13 @@ one-line error, so one run never fails the others.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..engine.options import RunOptions
+from ..engine.redact import redact_data
 from ..engine.runner import RunResult, run_pipeline
 from ..engine.shared import Shared
 from ..errors import OrchestraiError
@@ -39,6 +41,13 @@ class RunOutcome:
     log_path: str | None = None
     worker: str | None = None  # on Ray: the worker process that ran it
 
+    def redacted(self, redact: Callable[[str], str]) -> RunOutcome:
+        """Outputs and messages with the run's secrets replaced (reports and results files show them)."""
+        self.output, self.outputs = redact_data(self.output, redact), redact_data(self.outputs, redact)
+        self.error = redact(self.error) if self.error else self.error
+        for result in self.assertions:
+            result.message = redact(result.message)
+        return self
 
 
 async def run_test(plan: EvalPlan, variant: Variant, test: EvalTest, repeat: int, shared: Shared,
@@ -62,7 +71,7 @@ async def run_test(plan: EvalPlan, variant: Variant, test: EvalTest, repeat: int
                          log_path=str(memory_log.path) if memory_log.path else None)
     if result.status not in ("completed", "partial"):
         outcome.error = run_error(result)
-        return outcome
+        return outcome.redacted(result.redact)
 
     async def judge(spec: AssertionSpec, text: str) -> AssertionResult:
         return await plan.judges.judge(spec, text, shared, use_cache)
@@ -78,7 +87,7 @@ async def run_test(plan: EvalPlan, variant: Variant, test: EvalTest, repeat: int
     outcome.passed = all(a.passed for a in outcome.assertions)
     outcome.score = (sum(a.score for a in outcome.assertions) / len(outcome.assertions)) if outcome.assertions \
         else 1.0
-    return outcome
+    return outcome.redacted(result.redact)  # after the assertions, which look at the values as they are
 
 
 def final_output(variant: Variant, result: RunResult) -> Any:
